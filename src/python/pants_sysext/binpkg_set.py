@@ -1,0 +1,211 @@
+"""Turn a `binpkg_set` target into binary package files, one Digest each."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from pants.core.target_types import FileSourceField
+from pants.engine.addresses import Address, Addresses
+from pants.engine.fs import (
+    Digest,
+    DigestContents,
+    DigestSubset,
+    GlobMatchErrorBehavior,
+    PathGlobs,
+    RemovePrefix,
+    Snapshot,
+)
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.target import (
+    DependenciesRequest,
+    HydratedSources,
+    HydrateSourcesRequest,
+    Targets,
+    WrappedTarget,
+    WrappedTargetRequest,
+)
+from pants.util.strutil import softwrap
+
+from pants_sysext.formats.packages_index import PackagesIndexError, parse_packages_index
+from pants_sysext.target_types import (
+    BINPKG_FILE_EXTENSIONS,
+    BinhostField,
+    BinpkgDependenciesField,
+    BinpkgSourcesField,
+    CpvsField,
+)
+
+
+class BinpkgSetError(Exception):
+    """A `binpkg_set` that does not name usable binary packages."""
+
+
+@dataclass(frozen=True)
+class BinpkgFile:
+    """One binary package file, and what its origin says it must be."""
+
+    filename: str  # base name, e.g. "jq-1.6-r3.gpkg.tar"
+    digest: Digest  # a Digest holding just that file, at `filename`
+    origin: str  # for messages: "binhost tests/…/binhost (Packages)" or a source path
+    expected_cpv: str | None = None
+    expected_size: int | None = None
+    expected_sha1: str | None = None
+    expected_md5: str | None = None
+
+
+@dataclass(frozen=True)
+class BinpkgSet:
+    address: Address
+    binpkgs: tuple[BinpkgFile, ...]
+
+
+@dataclass(frozen=True)
+class BinpkgSetRequest:
+    address: Address
+
+
+def _is_binpkg_name(path: str) -> bool:
+    return path.endswith(BINPKG_FILE_EXTENSIONS)
+
+
+async def _binpkg_from_path(path: str, snapshot_digest: Digest, origin: str) -> BinpkgFile:
+    subset = await Get(Digest, DigestSubset(snapshot_digest, PathGlobs([path])))
+    return BinpkgFile(
+        filename=os.path.basename(path), digest=await _reroot(subset, path), origin=origin
+    )
+
+
+async def _reroot(digest: Digest, path: str) -> Digest:
+    """Put the file at its base name: the unpack step's cache key must not depend on where the
+    file lives in the repository."""
+    dirname = os.path.dirname(path)
+    return await Get(Digest, RemovePrefix(digest, dirname)) if dirname else digest
+
+
+
+
+async def _from_binhost(address: Address, binhost: str, cpvs: tuple[str, ...]) -> list[BinpkgFile]:
+    index_path = os.path.join(binhost, "Packages")
+    contents = await Get(
+        DigestContents,
+        PathGlobs(
+            [index_path],
+            glob_match_error_behavior=GlobMatchErrorBehavior.error,
+            description_of_origin=f"the `binhost` of {address}",
+        ),
+    )
+    try:
+        index = parse_packages_index(contents[0].content, source=index_path)
+    except PackagesIndexError as e:
+        raise BinpkgSetError(f"{address}: {e}") from e
+
+    chosen = []
+    problems = []
+    for cpv in cpvs:
+        instances = index.find(cpv)
+        if not instances:
+            pn = cpv.rsplit("-", 1)[0]
+            similar = sorted(p.cpv for p in index.packages if p.cpv.startswith(pn.rsplit("-", 1)[0]))
+            hint = f" It has: {', '.join(similar)}." if similar else ""
+            problems.append(f"{cpv} is not in {index_path}.{hint}")
+            continue
+        chosen.append(instances[0])
+    if problems:
+        raise BinpkgSetError(
+            softwrap(f"{address}: {' '.join(problems)}")
+            + " Fix `cpvs`, or add the packages to the binhost (and its Packages index)."
+        )
+
+    paths = [os.path.join(binhost, entry.path) for entry in chosen]
+    snapshot = await Get(
+        Snapshot,
+        PathGlobs(
+            paths,
+            glob_match_error_behavior=GlobMatchErrorBehavior.error,
+            description_of_origin=f"the Packages index of the binhost of {address}",
+        ),
+    )
+    files = await MultiGet(
+        Get(Digest, DigestSubset(snapshot.digest, PathGlobs([path]))) for path in paths
+    )
+    rerooted = await MultiGet(Get(Digest, RemovePrefix(d, os.path.dirname(p))) for d, p in zip(files, paths))
+    out = []
+    for entry, path, digest in zip(chosen, paths, rerooted):
+        out.append(
+            BinpkgFile(
+                filename=os.path.basename(path),
+                digest=digest,
+                origin=f"{index_path} (entry {entry.cpv})",
+                expected_cpv=entry.cpv,
+                expected_size=entry.size,
+                expected_sha1=entry.get("SHA1"),
+                expected_md5=entry.get("MD5"),
+            )
+        )
+    return out
+
+
+@rule(desc="Resolve a binpkg_set")
+async def resolve_binpkg_set(request: BinpkgSetRequest) -> BinpkgSet:
+    wrapped = await Get(
+        WrappedTarget,
+        WrappedTargetRequest(request.address, description_of_origin="a sysext_image's packages"),
+    )
+    target = wrapped.target
+    if not target.has_field(CpvsField):
+        raise BinpkgSetError(
+            f"{request.address} is a `{target.alias}` target, but `packages` of a "
+            f"`sysext_image` must name `binpkg_set` targets."
+        )
+    binpkgs: list[BinpkgFile] = []
+
+    # 1. Files in the repository.
+    sources = await Get(HydratedSources, HydrateSourcesRequest(target[BinpkgSourcesField]))
+    for path in sources.snapshot.files:
+        if not _is_binpkg_name(path):
+            raise BinpkgSetError(
+                f"{request.address}: `sources` holds {path}, which is not a binary package "
+                f"(expected {', '.join(BINPKG_FILE_EXTENSIONS)})."
+            )
+        binpkgs.append(await _binpkg_from_path(path, sources.snapshot.digest, origin=path))
+
+    # 2. `file` targets (e.g. with `http_source`), fetched and verified by Pants.
+    deps = await Get(Targets, DependenciesRequest(target[BinpkgDependenciesField]))
+    for dep in deps:
+        if not dep.has_field(FileSourceField):
+            raise BinpkgSetError(
+                f"{request.address}: dependency {dep.address} is a `{dep.alias}`; only `file` "
+                f"targets holding a binary package can be listed."
+            )
+        hydrated = await Get(HydratedSources, HydrateSourcesRequest(dep[FileSourceField]))
+        for path in hydrated.snapshot.files:
+            if not _is_binpkg_name(path):
+                raise BinpkgSetError(
+                    f"{request.address}: dependency {dep.address} provides {path}, which is "
+                    f"not a binary package (expected {', '.join(BINPKG_FILE_EXTENSIONS)})."
+                )
+            binpkgs.append(
+                await _binpkg_from_path(path, hydrated.snapshot.digest, origin=str(dep.address))
+            )
+
+    # 3. CPVs from a binhost directory, located through its Packages index.
+    binhost = target[BinhostField].directory()
+    cpvs = target[CpvsField].value or ()
+    if binhost is not None and cpvs:
+        binpkgs.extend(await _from_binhost(request.address, binhost, cpvs))
+
+    if not binpkgs:
+        raise BinpkgSetError(
+            f"{request.address} names no binary packages: set `sources`, `dependencies` on "
+            f"`file` targets, or `binhost` with `cpvs`."
+        )
+    names = [b.filename for b in binpkgs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise BinpkgSetError(f"{request.address} lists {', '.join(dupes)} more than once.")
+    return BinpkgSet(request.address, tuple(binpkgs))
+
+
+def rules():
+    return collect_rules()

@@ -1,0 +1,162 @@
+"""`pants package` for `sysext_image` targets: resolve, unpack, stage, squash."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
+from pants.engine.addresses import Addresses, UnparsedAddressInputs
+from pants.engine.fs import CreateDigest, Digest, DigestEntries, FileEntry
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.unions import UnionRule
+from pants.util.logging import LogLevel
+
+from pants_sysext.binpkg_set import BinpkgSet, BinpkgSetRequest
+from pants_sysext.extension_release import ExtensionRelease, architecture_from_chost
+from pants_sysext.squash import IMAGE_FILE, SquashedImage, SquashRequest
+from pants_sysext.stage import GeneratedFile, StagedTree, StageRequest
+from pants_sysext.target_types import (
+    ArchitectureField,
+    CompressionField,
+    ExcludeField,
+    ExtensionNameField,
+    ExtensionReleaseField,
+    OsIdField,
+    SourceDateEpochField,
+    SysextLevelField,
+    SysextOutputPathField,
+    SysextPackagesField,
+    VersionIdField,
+)
+from pants_sysext.unpack import UnpackBinpkgRequest, UnpackedBinpkg
+
+logger = logging.getLogger(__name__)
+
+
+class ArchitectureMismatchError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class SysextImageFieldSet(PackageFieldSet):
+    required_fields = (ExtensionNameField, SysextPackagesField)
+
+    extension_name: ExtensionNameField
+    packages: SysextPackagesField
+    os_id: OsIdField
+    version_id: VersionIdField
+    sysext_level: SysextLevelField
+    architecture: ArchitectureField
+    extension_release: ExtensionReleaseField
+    compression: CompressionField
+    exclude: ExcludeField
+    source_date_epoch: SourceDateEpochField
+    output_path: SysextOutputPathField
+
+
+def resolve_architecture(
+    address: str, requested: str | None, packages: tuple[UnpackedBinpkg, ...]
+) -> str | None:
+    """The extension's ARCHITECTURE: the packages' (from CHOST), checked against the field."""
+    by_arch: dict[str, list[str]] = {}
+    for pkg in packages:
+        chost = pkg.text("CHOST")
+        arch = architecture_from_chost(chost) if chost else None
+        if chost and arch is None:
+            raise ArchitectureMismatchError(
+                f"{address}: {pkg.cpv} has CHOST={chost}, which maps to no systemd "
+                f"architecture; set `architecture` explicitly."
+            )
+        if arch:
+            by_arch.setdefault(arch, []).append(pkg.cpv)
+    if len(by_arch) > 1:
+        detail = "; ".join(f"{a}: {', '.join(sorted(c))}" for a, c in sorted(by_arch.items()))
+        raise ArchitectureMismatchError(
+            f"{address} mixes packages of different architectures ({detail}). An extension "
+            f"holds one architecture: take all packages from one binhost."
+        )
+    found = next(iter(by_arch), None)
+    if requested and found and requested != found:
+        raise ArchitectureMismatchError(
+            f"{address} sets architecture={requested!r}, but its packages are {found} "
+            f"({', '.join(sorted(by_arch[found]))}). Remove the field or use packages built "
+            f"for {requested}."
+        )
+    return requested or found
+
+
+@rule(desc="Package a systemd-sysext image", level=LogLevel.DEBUG)
+async def package_sysext_image(field_set: SysextImageFieldSet) -> BuiltPackage:
+    name = field_set.extension_name.value_or_default(field_set.address)
+    addresses = await Get(
+        Addresses, UnparsedAddressInputs, field_set.packages.to_unparsed_address_inputs()
+    )
+    sets = await MultiGet(Get(BinpkgSet, BinpkgSetRequest(a)) for a in addresses)
+    binpkgs = {b.filename: b for s in sets for b in s.binpkgs}
+    unpacked = await MultiGet(
+        Get(UnpackedBinpkg, UnpackBinpkgRequest(b)) for _, b in sorted(binpkgs.items())
+    )
+    seen: dict[str, str] = {}
+    for pkg in unpacked:
+        if pkg.cpv in seen:
+            raise ValueError(
+                f"{field_set.address}: {pkg.cpv} comes twice, from {seen[pkg.cpv]} and "
+                f"{pkg.info['binpkg']}; keep one."
+            )
+        seen[pkg.cpv] = pkg.info["binpkg"]
+    packages = tuple(sorted(unpacked, key=lambda p: p.cpv))
+
+    release = ExtensionRelease.create(
+        name=name,
+        os_id=field_set.os_id.value or "_any",
+        version_id=field_set.version_id.value,
+        sysext_level=field_set.sysext_level.value,
+        architecture=resolve_architecture(
+            str(field_set.address), field_set.architecture.value, packages
+        ),
+        extra=field_set.extension_release.value or {},
+    )
+    mtime = field_set.source_date_epoch.value or 0
+    staged = await Get(
+        StagedTree,
+        StageRequest(
+            name=name,
+            packages=packages,
+            generated=(GeneratedFile(release.path, release.render().encode()),),
+            exclude=tuple(field_set.exclude.value or ()),
+            mtime=mtime,
+        ),
+    )
+    image = await Get(
+        SquashedImage,
+        SquashRequest(
+            name=name,
+            staged=staged,
+            compression=field_set.compression.value or "zstd",
+            mtime=mtime,
+        ),
+    )
+    output_path = field_set.output_path.value_or_default_for(name)
+    entries = await Get(DigestEntries, Digest, image.digest)
+    (image_entry,) = [e for e in entries if isinstance(e, FileEntry) and e.path == IMAGE_FILE]
+    digest = await Get(
+        Digest, CreateDigest([FileEntry(output_path, image_entry.file_digest, is_executable=False)])
+    )
+    return BuiltPackage(
+        digest,
+        (
+            BuiltPackageArtifact(
+                output_path,
+                extra_log_lines=(
+                    f"    {len(packages)} packages: {', '.join(p.cpv for p in packages)}",
+                    f"    {release.path}: "
+                    + " ".join(release.render().split()),
+                ),
+            ),
+        ),
+    )
+
+
+def rules():
+    return [*collect_rules(), UnionRule(PackageFieldSet, SysextImageFieldSet)]

@@ -1,0 +1,54 @@
+"""The backend's sandbox programs, as a Digest to put into every sandboxed step.
+
+The programs in `pants_sysext.sandbox` and the readers in `pants_sysext.formats` use only the
+standard library, so they run with the system `python3` in a sandbox (or on a remote
+execution worker). Their source is part of each step's input, hence of its cache key.
+"""
+
+from __future__ import annotations
+
+import pkgutil
+from dataclasses import dataclass
+
+from pants.engine.fs import CreateDigest, Digest, FileContent
+from pants.engine.rules import Get, collect_rules, rule
+
+_MODULES = (
+    "__init__.py",
+    "formats/__init__.py",
+    "formats/binpkg.py",
+    "formats/compression.py",
+    "formats/errors.py",
+    "formats/gpkg.py",
+    "formats/image.py",
+    "formats/xpak.py",
+    "sandbox/__init__.py",
+    "sandbox/manifest.py",
+    "sandbox/squash.py",
+    "sandbox/stage.py",
+    "sandbox/unpack.py",
+)
+
+
+@dataclass(frozen=True)
+class SandboxCode:
+    digest: Digest
+
+    @staticmethod
+    def module_argv(python3: str, module: str) -> tuple[str, ...]:
+        # -E: ignore PYTHON* variables; -s: no user site; -B: no .pyc in the sandbox.
+        return (python3, "-E", "-s", "-B", "-m", f"pants_sysext.sandbox.{module}")
+
+
+@rule
+async def sandbox_code() -> SandboxCode:
+    files = []
+    for relpath in _MODULES:
+        content = pkgutil.get_data("pants_sysext", relpath)
+        assert content is not None, relpath
+        files.append(FileContent(f"pants_sysext/{relpath}", content))
+    return SandboxCode(await Get(Digest, CreateDigest(files)))
+
+
+def rules():
+    return collect_rules()

@@ -1,0 +1,35 @@
+"""Options of the `pants_sysext` backend (`[sysext]` in pants.toml)."""
+
+from __future__ import annotations
+
+from pants.option.option_types import IntOption, StrListOption
+from pants.option.subsystem import Subsystem
+from pants.util.strutil import help_text
+
+
+class SysextSubsystem(Subsystem):
+    options_scope = "sysext"
+    help = "Options for building systemd-sysext images from binary packages."
+
+    search_path = StrListOption(
+        default=["/usr/bin", "/bin", "/usr/sbin", "/sbin"],
+        help=help_text(
+            """
+            Directories searched for the system tools the build runs in its sandboxes:
+            `python3`, `sqfstar` (squashfs-tools), `zstd` and `lz4`. Each tool's version is
+            part of the cache key of the steps that run it, so a different `sqfstar` never
+            reuses an image built by another.
+            """
+        ),
+        advanced=True,
+    )
+    squash_processors = IntOption(
+        default=2,
+        help=help_text(
+            """
+            Threads `sqfstar` compresses with. The image bytes do not depend on it
+            (`-reproducible`), but it is part of the squash step's cache key.
+            """
+        ),
+        advanced=True,
+    )

@@ -1,0 +1,400 @@
+"""Target types of the `pants_sysext` backend: `binpkg_set` and `sysext_image`."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import ClassVar, Iterable, Optional
+
+from pants.core.goals.package import OutputPathField
+from pants.engine.addresses import Address
+from pants.engine.target import (
+    COMMON_TARGET_FIELDS,
+    Dependencies,
+    DictStringToStringField,
+    IntField,
+    InvalidFieldException,
+    MultipleSourcesField,
+    SpecialCasedDependencies,
+    StringField,
+    StringSequenceField,
+    Target,
+)
+from pants.util.strutil import help_text
+
+from pants_sysext.extension_release import (
+    ARCHITECTURES,
+    RESERVED_RELEASE_KEYS,
+    validate_release_key,
+)
+
+# -----------------------------------------------------------------------------------------------
+# binpkg_set
+# -----------------------------------------------------------------------------------------------
+
+BINPKG_FILE_EXTENSIONS = (".gpkg.tar", ".tbz2", ".xpak")
+
+
+class BinpkgSourcesField(MultipleSourcesField):
+    alias = "sources"
+    default = ()
+    expected_file_extensions: ClassVar[tuple[str, ...]] = (".tar", ".tbz2", ".xpak")
+    help = help_text(
+        """
+        Portage binary package files in this repository, relative to this BUILD file: GPKG
+        (`*.gpkg.tar`) or XPAK (`*.tbz2`, `*.xpak`). Globs are allowed.
+
+        The format and compression are read from the file's content, not its name.
+        """
+    )
+
+
+class BinpkgDependenciesField(Dependencies):
+    help = help_text(
+        """
+        `file` targets whose file is a binary package, typically with an `http_source` (URL,
+        sha256 and length), so that the package is fetched and verified by Pants:
+
+            file(name="jq", source=http_source(url="…/app-misc/jq-1.6-r3.gpkg.tar", len=…,
+                 sha256="…", filename="jq-1.6-r3.gpkg.tar"))
+        """
+    )
+
+
+class BinhostField(StringField):
+    alias = "binhost"
+    help = help_text(
+        """
+        A Portage binhost (a `PKGDIR`): a directory holding a `Packages` index and the binary
+        packages it lists. A path relative to this BUILD file, or, starting with `//`, relative
+        to the build root.
+
+        Packages are taken from it by `cpvs`.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is None:
+            return None
+        if "://" in value:
+            raise InvalidFieldException(
+                f"The {cls.alias!r} field in target {address} must be a directory in the "
+                f"repository (relative to the BUILD file, or `//`-prefixed), got {value!r}."
+            )
+        return value
+
+    def directory(self) -> str | None:
+        """The binhost directory relative to the build root."""
+        if self.value is None:
+            return None
+        if self.value.startswith("//"):
+            return os.path.normpath(self.value[2:])
+        return os.path.normpath(os.path.join(self.address.spec_path, self.value))
+
+
+_CPV_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9+_.-]*/[A-Za-z0-9_][A-Za-z0-9+_.-]*$")
+
+
+class CpvsField(StringSequenceField):
+    alias = "cpvs"
+    help = help_text(
+        """
+        The packages to take from `binhost`, each as a CPV: `CATEGORY/PF`, for example
+        `app-misc/jq-1.6-r3`. When the binhost holds several builds of one CPV
+        (`binpkg-multi-instance`), the one with the highest `BUILD_ID` is used.
+        """
+    )
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Iterable[str]], address: Address
+    ) -> Optional[tuple[str, ...]]:
+        value = super().compute_value(raw_value, address)
+        for cpv in value or ():
+            if not _CPV_RE.match(cpv):
+                raise InvalidFieldException(
+                    f"The {cls.alias!r} field in target {address} must hold CPVs like "
+                    f"`app-misc/jq-1.6-r3`, got {cpv!r}."
+                )
+        return value
+
+
+class BinpkgSetTarget(Target):
+    alias = "binpkg_set"
+    core_fields = (
+        *COMMON_TARGET_FIELDS,
+        BinpkgSourcesField,
+        BinpkgDependenciesField,
+        BinhostField,
+        CpvsField,
+    )
+    help = help_text(
+        """
+        A set of Portage binary packages (GPKG or XPAK) to install into a system extension.
+
+        Name them as files (`sources`, or `file` targets in `dependencies`), or as CPVs from a
+        binhost directory (`binhost` + `cpvs`).
+        """
+    )
+
+    def validate(self) -> None:
+        binhost = self[BinhostField].value
+        cpvs = self[CpvsField].value
+        if cpvs and not binhost:
+            raise InvalidFieldException(
+                f"The `cpvs` field in target {self.address} needs a `binhost` to take them from."
+            )
+        if binhost and not cpvs:
+            raise InvalidFieldException(
+                f"The target {self.address} sets `binhost` but lists no `cpvs`: name the "
+                f"packages to take from it, e.g. cpvs=[\"app-misc/jq-1.6-r3\"]."
+            )
+
+
+# -----------------------------------------------------------------------------------------------
+# sysext_image
+# -----------------------------------------------------------------------------------------------
+
+_EXTENSION_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+
+
+class ExtensionNameField(StringField):
+    alias = "extension_name"
+    help = help_text(
+        """
+        The extension's name, NAME: the image is `NAME.raw` and its release file
+        `usr/lib/extension-release.d/extension-release.NAME`. systemd-sysext refuses an image
+        whose file name does not match. Defaults to the target's name.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is not None and (not _EXTENSION_NAME_RE.match(value) or value.endswith(".raw")):
+            raise InvalidFieldException(
+                f"The {cls.alias!r} field in target {address} must be a plain file name of "
+                f"letters, digits and `_.+-` without the `.raw` suffix, got {value!r}."
+            )
+        return value
+
+    def value_or_default(self, address: Address) -> str:
+        return self.value or address.target_name
+
+
+class SysextPackagesField(SpecialCasedDependencies):
+    alias = "packages"
+    required = True
+    help = help_text(
+        """
+        Addresses of `binpkg_set` targets whose packages are installed into the extension, e.g.
+        `["3rdparty/portage:jq"]`. Packages are merged in CPV order; two packages that write
+        one path with different content are an error.
+        """
+    )
+
+
+class OsIdField(StringField):
+    alias = "os_id"
+    default = "_any"
+    help = help_text(
+        """
+        `ID=` of the extension-release file: the `ID` of the OS the extension is for, as in its
+        `os-release` (`flatcar`, `debian`, `fedora`, …), or `_any` to match every OS (then
+        `version_id` and `sysext_level` are not checked by systemd).
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is not None and not re.match(r"^(_any|[a-z0-9._-]+)$", value):
+            raise InvalidFieldException(
+                f"The {cls.alias!r} field in target {address} must be `_any` or an os-release "
+                f"ID (lower-case letters, digits, `._-`), got {value!r}."
+            )
+        return value
+
+
+class _ReleaseValueField(StringField):
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is not None and not re.match(r"^[A-Za-z0-9._~+-]+$", value):
+            raise InvalidFieldException(
+                f"The {cls.alias!r} field in target {address} must be letters, digits and "
+                f"`._~+-`, got {value!r}."
+            )
+        return value
+
+
+class VersionIdField(_ReleaseValueField):
+    alias = "version_id"
+    help = help_text(
+        """
+        `VERSION_ID=` of the extension-release file: systemd-sysext merges the extension only
+        into an OS whose os-release `VERSION_ID` is equal (e.g. Flatcar's `3975.2.0`). Use
+        either this or `sysext_level`.
+        """
+    )
+
+
+class SysextLevelField(_ReleaseValueField):
+    alias = "sysext_level"
+    help = help_text(
+        """
+        `SYSEXT_LEVEL=` of the extension-release file: merged only into an OS whose os-release
+        `SYSEXT_LEVEL` is equal (e.g. `1.0`), which survives OS updates unlike `version_id`.
+        Use either this or `version_id`.
+        """
+    )
+
+
+class ArchitectureField(StringField):
+    alias = "architecture"
+    valid_choices = ARCHITECTURES
+    help = help_text(
+        f"""
+        `ARCHITECTURE=` of the extension-release file, in systemd's names. Defaults to the
+        architecture of the packages, from their `CHOST` (`x86_64-*` gives `x86-64`,
+        `aarch64-*` gives `arm64`, …); packages of different architectures are an error.
+        """
+    )
+
+
+class ExtensionReleaseField(DictStringToStringField):
+    alias = "extension_release"
+    help = help_text(
+        f"""
+        Extra keys for the extension-release file, e.g.
+        `{{"SYSEXT_ID": "jq", "EXTENSION_RELOAD_MANAGER": "1"}}`. Keys are upper-case
+        os-release style names; values are quoted as needed. The keys
+        {", ".join(f"`{k}`" for k in RESERVED_RELEASE_KEYS)} have fields of their own.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value, address: Address):
+        value = super().compute_value(raw_value, address)
+        for key in value or {}:
+            problem = validate_release_key(key)
+            if problem:
+                raise InvalidFieldException(
+                    f"The {cls.alias!r} field in target {address} has the key {key!r}: {problem}"
+                )
+        return value
+
+
+class CompressionField(StringField):
+    alias = "compression"
+    default = "zstd"
+    valid_choices = ("zstd", "xz", "gzip", "lz4", "none")
+    help = help_text(
+        """
+        Compression of the squashfs image. `zstd` (512 KiB blocks) is what Flatcar uses for
+        downloadable extensions; `none` suits extensions stored on an already compressed file
+        system.
+        """
+    )
+
+
+class ExcludeField(StringSequenceField):
+    alias = "exclude"
+    default = ()
+    help = help_text(
+        """
+        Paths in the packages to leave out of the image, as absolute paths or globs
+        (`fnmatch`), each covering everything below it: e.g. `["/etc", "/var"]`, or
+        `["/usr/share/doc/*"]`.
+
+        Only `/usr` and `/opt` reach an extension image: any other top-level content in the
+        packages is an error that lists it, unless it is excluded here.
+        """
+    )
+
+
+class SourceDateEpochField(IntField):
+    alias = "source_date_epoch"
+    default = 0
+    help = help_text(
+        """
+        The time stamp (seconds since the epoch) given to every file and to the squashfs
+        super block, so that the same inputs give a byte-identical image.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[int], address: Address) -> Optional[int]:
+        value = super().compute_value(raw_value, address)
+        if value is not None and not (0 <= value < 2**32):
+            raise InvalidFieldException(
+                f"The {cls.alias!r} field in target {address} must be between 0 and 2**32 - 1."
+            )
+        return value
+
+
+class SysextOutputPathField(OutputPathField):
+    help = help_text(
+        """
+        Where the image is written, relative to `dist/`. Its file name must be
+        `NAME.raw` (NAME is `extension_name`): systemd-sysext matches the file name against
+        the release file. Defaults to `path.to.build.dir/NAME.raw`.
+        """
+    )
+
+    def value_or_default_for(self, extension_name: str) -> str:
+        if self.value:
+            return self.value
+        return os.path.join(self.address.spec_path.replace(os.sep, "."), f"{extension_name}.raw")
+
+
+class SysextImageTarget(Target):
+    alias = "sysext_image"
+    core_fields = (
+        *COMMON_TARGET_FIELDS,
+        ExtensionNameField,
+        SysextPackagesField,
+        OsIdField,
+        VersionIdField,
+        SysextLevelField,
+        ArchitectureField,
+        ExtensionReleaseField,
+        CompressionField,
+        ExcludeField,
+        SourceDateEpochField,
+        SysextOutputPathField,
+    )
+    help = help_text(
+        """
+        A systemd-sysext image (`NAME.raw`, squashfs) built from binary packages: the packages'
+        `/usr` and `/opt`, plus `usr/lib/extension-release.d/extension-release.NAME`.
+
+        Build it with `pants package`; the result can be merged with
+        `systemd-sysext merge` after copying it to `/var/lib/extensions/NAME.raw`.
+        """
+    )
+
+    def validate(self) -> None:
+        if self[VersionIdField].value and self[SysextLevelField].value:
+            raise InvalidFieldException(
+                f"The target {self.address} sets both `version_id` and `sysext_level`: set one."
+            )
+        name = self[ExtensionNameField].value_or_default(self.address)
+        output = self[SysextOutputPathField].value_or_default_for(name)
+        if os.path.basename(output) != f"{name}.raw":
+            raise InvalidFieldException(
+                f"The `output_path` of target {self.address} is {output!r}, but its file name "
+                f"must be `{name}.raw` to match `extension-release.{name}`: systemd-sysext "
+                f"refuses images whose file name differs from the release file's NAME."
+            )
+        if not _EXTENSION_NAME_RE.match(name):
+            raise InvalidFieldException(
+                f"The target name of {self.address} is not a valid extension name; set "
+                f"`extension_name` to letters, digits and `_.+-`."
+            )
+
+
+def target_types():
+    return [BinpkgSetTarget, SysextImageTarget]
