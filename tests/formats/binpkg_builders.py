@@ -195,7 +195,10 @@ def gpkg_bytes(
     image_suffix = SUFFIXES[compression] if image_suffix is None else image_suffix
     members = [
         ("gpkg-1", b""),
-        ("metadata.tar" + SUFFIXES[metadata_compression], compress(metadata_tar, metadata_compression)),
+        (
+            "metadata.tar" + SUFFIXES[metadata_compression],
+            compress(metadata_tar, metadata_compression),
+        ),
         ("image.tar" + image_suffix, image_data),
         *extra_members,
     ]

@@ -15,7 +15,6 @@ The member compression is given by the file name suffix and must agree with the 
 from __future__ import annotations
 
 import hashlib
-import os
 import tarfile
 from dataclasses import dataclass
 from typing import BinaryIO, Mapping
@@ -36,6 +35,8 @@ GPKG_VERSION_FILE = "gpkg-1"
 MANIFEST_FILE = "Manifest"
 SIGNATURE_SUFFIX = ".sig"
 
+# gpkg-1, metadata, image, Manifest and two signatures; anything beyond is refused anyway.
+MAX_MEMBERS = 16
 MAX_MANIFEST_SIZE = 1024 * 1024
 MAX_SIGNATURE_SIZE = 1024 * 1024
 MAX_METADATA_VALUE_SIZE = 16 * 1024 * 1024
@@ -142,6 +143,12 @@ def _read_outer_tar(f: BinaryIO, *, binpkg: str) -> list[tarfile.TarInfo]:
             if tarinfo is None:
                 break
             infos.append(tarinfo)
+            if len(infos) > MAX_MEMBERS:
+                raise BinpkgError(
+                    binpkg,
+                    f"unexpected member: more than {MAX_MEMBERS} members",
+                    member=tarinfo.name,
+                )
         end_offset = tar.offset
     finally:
         tar.close()
@@ -389,7 +396,11 @@ def read_gpkg_layout(
                 raise BinpkgError(binpkg, "missing from the Manifest", member=member.name)
             _verify_member(f, member, record, binpkg=binpkg)
         for name in records:
-            if name not in by_basename or name == MANIFEST_FILE:
+            if name == MANIFEST_FILE:
+                raise BinpkgError(
+                    binpkg, "the Manifest lists itself", member=manifest_member.name
+                )
+            if name not in by_basename:
                 raise BinpkgError(
                     binpkg,
                     "listed in the Manifest but absent from the container",
