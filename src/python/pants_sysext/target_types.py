@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import ClassVar, Iterable, Optional
+from typing import ClassVar, Dict, Iterable, Optional
 
 from pants.core.goals.package import OutputPathField
 from pants.engine.addresses import Address
@@ -20,6 +20,7 @@ from pants.engine.target import (
     StringSequenceField,
     Target,
 )
+from pants.util.frozendict import FrozenDict
 from pants.util.strutil import help_text
 
 from pants_sysext.extension_release import (
@@ -276,7 +277,9 @@ class ExtensionReleaseField(DictStringToStringField):
     )
 
     @classmethod
-    def compute_value(cls, raw_value, address: Address):
+    def compute_value(
+        cls, raw_value: Optional[Dict[str, str]], address: Address
+    ) -> Optional[FrozenDict[str, str]]:
         value = super().compute_value(raw_value, address)
         for key in value or {}:
             problem = validate_release_key(key)
