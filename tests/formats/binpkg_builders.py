@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FIXTURES = os.path.join(HERE, "fixtures")
+FIXTURES = os.path.join(os.path.dirname(HERE), "fixtures", "portage")
 BINHOST = os.path.join(FIXTURES, "binhost")
 EXPECTED = os.path.join(FIXTURES, "expected")
 
