@@ -86,7 +86,9 @@ class _RandomData:
         return data
 
 
-def _tarinfo(name: str, kind: bytes, *, mode: int, size: int = 0, linkname: str = "") -> tarfile.TarInfo:
+def _tarinfo(
+    name: str, kind: bytes, *, mode: int, size: int = 0, linkname: str = ""
+) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.mode = mode
@@ -99,7 +101,10 @@ def _tarinfo(name: str, kind: bytes, *, mode: int, size: int = 0, linkname: str 
 
 
 def _write_xpak_binpkg(path: Path, big_size: int) -> str:
-    """Write `[zstd(tar)][XPAK]` to `path`, streaming the tar through `zstd`; sha256 of the big file."""
+    """Write `[zstd(tar)][XPAK]` to `path`, the tar streamed through `zstd`.
+
+    Returns the sha256 of the big file.
+    """
     from portage.xpak import xpak_mem
 
     with open(path, "wb") as out:
