@@ -219,3 +219,47 @@ def test_unknown_cpv_names_what_the_binhost_has(scratch) -> None:
     run = run_pants(repo, "package", JQ, store=store)
     assert run.returncode != 0
     assert "app-misc/jq-1.7 is not in tests/fixtures/portage/binhost/Packages. It has: app-misc/jq-1.6-r3." in run.output
+
+
+def test_binpkg_files_and_http_sources_give_the_same_image(scratch, built: Build) -> None:
+    """`sources` in the repo and `file` targets with `http_source` (fetched by Pants from a
+    server on 127.0.0.1 and verified by sha256 and length) build the binhost-built image."""
+    import functools
+    import http.server
+    import shutil
+    import threading
+
+    repo, store = scratch
+    binhost = repo / "tests/fixtures/portage/binhost"
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(binhost))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        onig = binhost / "dev-libs/oniguruma-6.9.8.gpkg.tar"
+        ext = repo / "extensions/jq-files"
+        ext.mkdir()
+        shutil.copy(binhost / "app-misc/jq-1.6-r3.gpkg.tar", ext)
+        url = f"http://127.0.0.1:{server.server_address[1]}/dev-libs/oniguruma-6.9.8.gpkg.tar"
+        build = (REPO / "extensions/jq/BUILD").read_text()
+        image = build[build.index("sysext_image("):].replace(
+            'packages=["3rdparty/portage:jq"]', 'packages=[":pkgs"]'
+        )
+        (ext / "BUILD").write_text(
+            f'file(name="onig", source=http_source(url="{url}", len={onig.stat().st_size}, '
+            f'sha256="{sha256(onig)}"))\n'
+            'binpkg_set(name="pkgs", sources=["jq-1.6-r3.gpkg.tar"], dependencies=[":onig"])\n'
+            + image
+        )
+        run = run_pants(repo, "package", "extensions/jq-files:jq", store=store)
+        assert run.returncode == 0, run.output
+        assert sha256(repo / "dist/extensions.jq-files/jq.raw") == sha256(built.jq)
+
+        # A wrong checksum is refused by Pants' download, and nothing reaches dist/.
+        shutil.rmtree(repo / "dist")
+        (ext / "BUILD").write_text((ext / "BUILD").read_text().replace(sha256(onig), "0" * 64))
+        run = run_pants(repo, "package", "extensions/jq-files:jq", store=store)
+        assert run.returncode != 0
+        assert "Wrong digest" in run.output or "digest" in run.output.lower(), run.output
+        assert not (repo / "dist/extensions.jq-files").exists()
+    finally:
+        server.shutdown()

@@ -372,15 +372,9 @@ def test_squash_output_and_memory_within_sqfstar_budget(inputs, squashed) -> Non
     )
 
 
-# Measured on Debian 12 (sqfstar 4.5.1, -mem 256M, -processors 2), peak RSS of sqfstar for a tar
-# holding one random file of: 8 MiB: 31-35 MiB; 32 MiB: 54; 64 MiB: 68; 128 MiB: 100;
-# 256 MiB: 90-110; 512 MiB: 125; 1 GiB: 140; 2 GiB: 144. With -mem 64M: 42 (256 MiB),
-# 43 (1 GiB), 54 (2 GiB); with -mem 1G: 229 (256 MiB), 288 (1 GiB). The memory saturates at a
-# level set by -mem, so an 8 MiB baseline is too small to call it flat within 48 MiB.
-@pytest.mark.xfail(
-    reason="sqfstar's memory grows with its input until its -mem 256M caches fill "
-    "(~33 MiB at 8 MiB, ~90-110 MiB at 256 MiB, ~144 MiB at 2 GiB): bounded, not flat",
-    strict=False,
-)
+# sqfstar's caches grow with its input up to its -mem budget. Measured on Debian 12 (sqfstar
+# 4.5.1, 2 processors) for one random file of 8 MiB → 2 GiB: with -mem 256M from 31 to 144 MiB
+# (not flat within 48 MiB); with -mem 64M, which the squash step now passes, 42 MiB at 256 MiB,
+# 43 at 1 GiB, 54 at 2 GiB.
 def test_squash_memory_is_flat(squashed) -> None:
     _check_flat("squash", squashed["small"][1], squashed["large"][1])

@@ -178,7 +178,15 @@ async def resolve_binpkg_set(request: BinpkgSetRequest) -> BinpkgSet:
                 f"{request.address}: dependency {dep.address} is a `{dep.alias}`; only `file` "
                 f"targets holding a binary package can be listed."
             )
-        hydrated = await Get(HydratedSources, HydrateSourcesRequest(dep[FileSourceField]))
+        # `http_source` files are "generated" by downloading them: codegen must be enabled.
+        hydrated = await Get(
+            HydratedSources,
+            HydrateSourcesRequest(
+                dep[FileSourceField], for_sources_types=(FileSourceField,), enable_codegen=True
+            ),
+        )
+        if not hydrated.snapshot.files:
+            raise BinpkgSetError(f"{request.address}: dependency {dep.address} provides no file.")
         for path in hydrated.snapshot.files:
             if not _is_binpkg_name(path):
                 raise BinpkgSetError(

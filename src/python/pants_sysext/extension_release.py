@@ -52,8 +52,9 @@ _CHOST_MACHINES = (
     (re.compile(r"^i[3-6]86$"), "x86"),
     (re.compile(r"^aarch64$"), "arm64"),
     (re.compile(r"^aarch64_be$"), "arm64-be"),
-    (re.compile(r"^arm(v\d+\w*)?$"), "arm"),
+    # Big-endian first: `armv7b`, `armv5teb` and `armeb` end in "b".
     (re.compile(r"^armv\d+\w*b$|^armeb$"), "arm-be"),
+    (re.compile(r"^arm(v\d+\w*)?$"), "arm"),
     (re.compile(r"^riscv64$"), "riscv64"),
     (re.compile(r"^riscv32$"), "riscv32"),
     (re.compile(r"^powerpc64le$"), "ppc64-le"),
@@ -103,7 +104,9 @@ _ARCH_KEYWORDS = {
 RESERVED_RELEASE_KEYS = ("ID", "VERSION_ID", "SYSEXT_LEVEL", "ARCHITECTURE")
 
 _KEY_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
-_SAFE_VALUE_RE = re.compile(r"^[A-Za-z0-9._,:/+@%=~-]+$")
+# Characters a shell leaves alone in an unquoted assignment value. Not `~`: bash expands it
+# after `=` and `:` (KEY=~ reads back as $HOME).
+_SAFE_VALUE_RE = re.compile(r"^[A-Za-z0-9._,:/+@%=-]+$")
 
 
 def architecture_from_chost(chost: str) -> str | None:

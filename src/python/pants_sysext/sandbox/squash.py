@@ -41,7 +41,7 @@ def sqfstar_argv(sqfstar: str, out: str, *, compression: str, mtime: int, proces
         "-root-uid", "0",
         "-root-gid", "0",
         "-processors", str(processors),
-        "-mem", "256M",
+        "-mem", "64M",  # bounds its caches: memory stays flat as images grow
         "-exit-on-error",
         "-no-progress",
         "-quiet",
