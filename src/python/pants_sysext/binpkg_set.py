@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 
 from pants.core.target_types import FileSourceField
-from pants.engine.addresses import Address, Addresses
+from pants.engine.addresses import Address
 from pants.engine.fs import (
     Digest,
     DigestContents,

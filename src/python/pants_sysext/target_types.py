@@ -257,7 +257,7 @@ class ArchitectureField(StringField):
     alias = "architecture"
     valid_choices = ARCHITECTURES
     help = help_text(
-        f"""
+        """
         `ARCHITECTURE=` of the extension-release file, in systemd's names. Defaults to the
         architecture of the packages, from their `CHOST` (`x86_64-*` gives `x86-64`,
         `aarch64-*` gives `arm64`, …); packages of different architectures are an error.

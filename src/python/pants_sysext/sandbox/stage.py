@@ -90,16 +90,6 @@ def _excluded(path: str, patterns: tuple[str, ...]) -> bool:
     return False
 
 
-def _copy(src: BinaryIO, dst: BinaryIO, size: int) -> None:
-    remaining = size
-    while remaining:
-        chunk = src.read(min(_CHUNK, remaining))
-        if not chunk:
-            raise StageError("unexpected end of a package tar")
-        dst.write(chunk)
-        remaining -= len(chunk)
-
-
 class _Reader:
     """Reads exactly `size` bytes from `offset` of an open file (for TarFile.addfile)."""
 
@@ -235,7 +225,6 @@ def stage(
     for path, (entry, source) in chosen.items():
         if entry.type == HARDLINK:
             groups.setdefault((entry.package, entry.linkname or ""), []).append(path)
-    data_from: dict[str, tuple[int, int, ManifestEntry]] = {}
     for (package, target), links in groups.items():
         target_chosen = chosen.get(target)
         target_src = files.get((package, target))
