@@ -9,6 +9,10 @@ from pants.core.target_types import FileSourceField
 from pants.engine.addresses import Address
 from pants.engine.fs import (
     Digest,
+    DigestEntries,
+    DownloadFile,
+    FileDigest,
+    FileEntry,
     DigestContents,
     DigestSubset,
     GlobMatchErrorBehavior,
@@ -27,12 +31,17 @@ from pants.engine.target import (
 )
 from pants.util.strutil import softwrap
 
+from pants_sysext.binhost import binpkg_url, is_url
+from pants_sysext.binpkg_lockfile import BinpkgLockfile, LockfileError, regenerate_hint
+from pants_sysext.binpkg_types import BinpkgFile, BinpkgSet, BinpkgSetRequest
 from pants_sysext.formats.packages_index import PackagesIndexError, parse_packages_index
+from pants_sysext.resolution import LockContext, LockContextRequest
 from pants_sysext.target_types import (
     BINPKG_FILE_EXTENSIONS,
     BinhostField,
     BinpkgDependenciesField,
     BinpkgSourcesField,
+    BinpkgPackagesField,
     CpvsField,
 )
 
@@ -41,28 +50,7 @@ class BinpkgSetError(Exception):
     """A `binpkg_set` that does not name usable binary packages."""
 
 
-@dataclass(frozen=True)
-class BinpkgFile:
-    """One binary package file, and what its origin says it must be."""
-
-    filename: str  # base name, e.g. "jq-1.6-r3.gpkg.tar"
-    digest: Digest  # a Digest holding just that file, at `filename`
-    origin: str  # for messages: "binhost tests/…/binhost (Packages)" or a source path
-    expected_cpv: str | None = None
-    expected_size: int | None = None
-    expected_sha1: str | None = None
-    expected_md5: str | None = None
-
-
-@dataclass(frozen=True)
-class BinpkgSet:
-    address: Address
-    binpkgs: tuple[BinpkgFile, ...]
-
-
-@dataclass(frozen=True)
-class BinpkgSetRequest:
-    address: Address
+__all__ = ["BinpkgFile", "BinpkgSet", "BinpkgSetRequest", "BinpkgSetError", "rules"]
 
 
 def _is_binpkg_name(path: str) -> bool:
@@ -146,6 +134,87 @@ async def _from_binhost(address: Address, binhost: str, cpvs: tuple[str, ...]) -
     return out
 
 
+async def _from_lockfile(address: Address) -> list[BinpkgFile]:
+    context = await Get(LockContext, LockContextRequest(address))
+    path = context.lockfile_path
+    contents = await Get(
+        DigestContents,
+        PathGlobs([path], glob_match_error_behavior=GlobMatchErrorBehavior.ignore),
+    )
+    if not contents:
+        raise LockfileError(
+            f"{address} resolves `packages` but its lockfile {path} does not exist. "
+            f"{regenerate_hint(context.resolve)}"
+        )
+    lock = BinpkgLockfile.from_json(contents[0].content, path=path, resolve=context.resolve)
+    lock.check_inputs(context.inputs, path=path)
+    binhost = lock.inputs.binhost
+    out = []
+    if is_url(binhost):
+        urls = [binpkg_url(binhost, p.path) for p in lock.packages]
+        try:
+            digests = await MultiGet(
+                Get(Digest, DownloadFile(url, FileDigest(p.sha256, p.size)))
+                for url, p in zip(urls, lock.packages)
+            )
+        except Exception as e:
+            raise BinpkgSetError(
+                f"Fetching the binary packages of {address} (lockfile {path}) failed: {e}\n"
+                f"The lock pins them by URL, sha256 and size. If the binhost moved or rebuilt "
+                f"its packages: {regenerate_hint(context.resolve)}"
+            ) from e
+        for p, url, digest in zip(lock.packages, urls, digests):
+            out.append(
+                BinpkgFile(
+                    filename=os.path.basename(p.path),
+                    digest=digest,
+                    origin=f"{url} (pinned in {path})",
+                    expected_cpv=p.cpv,
+                )
+            )
+        return out
+    files = [os.path.join(binhost, p.path) for p in lock.packages]
+    snapshot = await Get(
+        Snapshot,
+        PathGlobs(
+            files,
+            glob_match_error_behavior=GlobMatchErrorBehavior.error,
+            description_of_origin=f"the lockfile {path}",
+        ),
+    )
+    entries = {e.path: e for e in await Get(DigestEntries, Digest, snapshot.digest)}
+    problems = []
+    for p, file in zip(lock.packages, files):
+        entry = entries.get(file)
+        if not isinstance(entry, FileEntry):
+            problems.append(f"{p.cpv}: {file} is missing")
+        elif (entry.file_digest.fingerprint, entry.file_digest.serialized_bytes_length) != (p.sha256, p.size):
+            problems.append(
+                f"{p.cpv}: {file} has sha256 {entry.file_digest.fingerprint} and size "
+                f"{entry.file_digest.serialized_bytes_length}, the lock pins {p.sha256} and {p.size}"
+            )
+    if problems:
+        raise LockfileError(
+            f"The binary packages of {address} differ from its lockfile {path}:\n"
+            + "\n".join(f"  {x}" for x in problems)
+            + f"\n{regenerate_hint(context.resolve)}"
+        )
+    digests = await MultiGet(
+        Get(Digest, DigestSubset(snapshot.digest, PathGlobs([f]))) for f in files
+    )
+    rerooted = await MultiGet(Get(Digest, RemovePrefix(d, os.path.dirname(f))) for d, f in zip(digests, files))
+    for p, file, digest in zip(lock.packages, files, rerooted):
+        out.append(
+            BinpkgFile(
+                filename=os.path.basename(file),
+                digest=digest,
+                origin=f"{file} (pinned in {path})",
+                expected_cpv=p.cpv,
+            )
+        )
+    return out
+
+
 @rule(desc="Resolve a binpkg_set")
 async def resolve_binpkg_set(request: BinpkgSetRequest) -> BinpkgSet:
     wrapped = await Get(
@@ -197,7 +266,11 @@ async def resolve_binpkg_set(request: BinpkgSetRequest) -> BinpkgSet:
                 await _binpkg_from_path(path, hydrated.snapshot.digest, origin=str(dep.address))
             )
 
-    # 3. CPVs from a binhost directory, located through its Packages index.
+    # 3. Atoms resolved into a lockfile by `pants generate-lockfiles`.
+    if target[BinpkgPackagesField].value:
+        binpkgs.extend(await _from_lockfile(request.address))
+
+    # 4. CPVs from a binhost directory, located through its Packages index.
     binhost = target[BinhostField].directory()
     cpvs = target[CpvsField].value or ()
     if binhost is not None and cpvs:

@@ -6,18 +6,23 @@ import logging
 from dataclasses import dataclass
 
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
-from pants.engine.addresses import Addresses, UnparsedAddressInputs
+from pants.engine.addresses import Address, AddressInput, Addresses, UnparsedAddressInputs
 from pants.engine.fs import CreateDigest, Digest, DigestEntries, FileEntry
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
-from pants_sysext.binpkg_set import BinpkgSet, BinpkgSetRequest
+from pants_sysext.binpkg_types import BinpkgSet, BinpkgSetRequest
 from pants_sysext.extension_release import ExtensionRelease, architecture_from_chost
 from pants_sysext.squash import IMAGE_FILE, SquashedImage, SquashRequest
 from pants_sysext.stage import GeneratedFile, StagedTree, StageRequest
+from pants_sysext.base_image import BaseImage, BaseImageRequest
+from pants_sysext.resolution import StackedPackages, StackedPackagesRequest
 from pants_sysext.target_types import (
     ArchitectureField,
+    BaseExtensionsField,
+    ImageBaseField,
+    PkginfoField,
     CompressionField,
     ExcludeField,
     ExtensionNameField,
@@ -53,10 +58,17 @@ class SysextImageFieldSet(PackageFieldSet):
     exclude: ExcludeField
     source_date_epoch: SourceDateEpochField
     output_path: SysextOutputPathField
+    base: ImageBaseField
+    base_extensions: BaseExtensionsField
+    pkginfo: PkginfoField
 
 
 def resolve_architecture(
-    address: str, requested: str | None, packages: tuple[UnpackedBinpkg, ...]
+    address: str,
+    requested: str | None,
+    packages: tuple[UnpackedBinpkg, ...],
+    *,
+    requested_by: str = "sets architecture=",
 ) -> str | None:
     """The extension's ARCHITECTURE: the packages' (from CHOST), checked against the field."""
     by_arch: dict[str, list[str]] = {}
@@ -79,9 +91,8 @@ def resolve_architecture(
     found = next(iter(by_arch), None)
     if requested and found and requested != found:
         raise ArchitectureMismatchError(
-            f"{address} sets architecture={requested!r}, but its packages are {found} "
-            f"({', '.join(sorted(by_arch[found]))}). Remove the field or use packages built "
-            f"for {requested}."
+            f"{address} {requested_by}{requested!r}, but its packages are {found} "
+            f"({', '.join(sorted(by_arch[found]))}). Use packages built for {requested}."
         )
     return requested or found
 
@@ -107,13 +118,51 @@ async def package_sysext_image(field_set: SysextImageFieldSet) -> BuiltPackage:
         seen[pkg.cpv] = pkg.info["binpkg"]
     packages = tuple(sorted(unpacked, key=lambda p: p.cpv))
 
+    # Stacked extensions: nothing they ship may be shipped again.
+    stacked = await MultiGet(Get(StackedPackages, StackedPackagesRequest(a)) for a in addresses)
+    stacked_cpvs = {cpv: str(e.address) for s in stacked for e in s.extensions for cpv in e.cpvs}
+    again = sorted(f"{p.cpv} (already in {stacked_cpvs[p.cpv]})" for p in packages if p.cpv in stacked_cpvs)
+    if again:
+        raise ValueError(
+            f"{field_set.address} is stacked on extensions that ship some of its packages "
+            f"again: {', '.join(again)}. Drop them from its binpkg_set (or resolve it with "
+            f"`packages=` and `pants generate-lockfiles`, which leaves them out)."
+        )
+
+    base: BaseImage | None = None
+    if field_set.base.value:
+        base_address = await Get(
+            Address,
+            AddressInput,
+            AddressInput.parse(
+                field_set.base.value,
+                relative_to=field_set.address.spec_path,
+                description_of_origin=f"the `base` field of {field_set.address}",
+            ),
+        )
+        base = await Get(
+            BaseImage, BaseImageRequest(base_address, f"the `base` field of {field_set.address}")
+        )
+    os_id = field_set.os_id.value or (base.os_id if base else None) or "_any"
+    version_id, sysext_level = field_set.version_id.value, field_set.sysext_level.value
+    if base and os_id != "_any" and not (version_id or sysext_level):
+        if base.sysext_level:
+            sysext_level = base.sysext_level
+        else:
+            version_id = base.version_id
+    if field_set.architecture.value:
+        requested_arch, requested_by = field_set.architecture.value, "sets architecture="
+    elif base and base.architecture:
+        requested_arch, requested_by = base.architecture, f"is for the base {base.address}, "
+    else:
+        requested_arch, requested_by = None, ""
     release = ExtensionRelease.create(
         name=name,
-        os_id=field_set.os_id.value or "_any",
-        version_id=field_set.version_id.value,
-        sysext_level=field_set.sysext_level.value,
+        os_id=os_id,
+        version_id=version_id,
+        sysext_level=sysext_level,
         architecture=resolve_architecture(
-            str(field_set.address), field_set.architecture.value, packages
+            str(field_set.address), requested_arch, packages, requested_by=requested_by
         ),
         extra=field_set.extension_release.value or {},
     )

@@ -3,7 +3,19 @@
 Enable it with `backend_packages = ["pants_sysext"]` in pants.toml.
 """
 
-from pants_sysext import binpkg_set, package, sandbox_code, squash, stage, system_tools, unpack
+from pants_sysext import (
+    base_image,
+    binhost,
+    binpkg_set,
+    generate_lockfiles,
+    package,
+    resolution,
+    sandbox_code,
+    squash,
+    stage,
+    system_tools,
+    unpack,
+)
 from pants_sysext.target_types import target_types as _target_types
 
 
@@ -13,7 +25,11 @@ def target_types():
 
 def rules():
     return [
+        *base_image.rules(),
+        *binhost.rules(),
         *binpkg_set.rules(),
+        *generate_lockfiles.rules(),
+        *resolution.rules(),
         *package.rules(),
         *sandbox_code.rules(),
         *squash.rules(),

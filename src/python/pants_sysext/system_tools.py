@@ -20,6 +20,7 @@ from pants_sysext.subsystem import SysextSubsystem
 _TOOLS = {
     "python3": ("python3", ("-c", "import sys, bz2, lzma; print(sys.version)")),
     "sqfstar": ("squashfs-tools", ("-version",)),
+    "unsquashfs": ("squashfs-tools", ("-help",)),  # -version exits 1; -help names the release
     "zstd": ("zstd", ("--version",)),
     "lz4": ("lz4", ("--version",)),
 }
@@ -29,6 +30,7 @@ _TOOLS = {
 class SysextTools:
     python3: BinaryPath
     sqfstar: BinaryPath
+    unsquashfs: BinaryPath
     zstd: BinaryPath
     lz4: BinaryPath
 

@@ -10,6 +10,7 @@ from pants.core.goals.package import OutputPathField
 from pants.engine.addresses import Address
 from pants.engine.target import (
     COMMON_TARGET_FIELDS,
+    BoolField,
     Dependencies,
     DictStringToStringField,
     IntField,
@@ -66,11 +67,12 @@ class BinhostField(StringField):
     alias = "binhost"
     help = help_text(
         """
-        A Portage binhost (a `PKGDIR`): a directory holding a `Packages` index and the binary
-        packages it lists. A path relative to this BUILD file, or, starting with `//`, relative
-        to the build root.
+        A Portage binhost (a `PKGDIR`): a `Packages` index and the binary packages it lists.
+        Either a URL (`https://`, `http://`, `file://`), or a directory in the repository:
+        relative to this BUILD file, or, starting with `//`, relative to the build root.
 
-        Packages are taken from it by `cpvs`.
+        Packages are taken from it by `cpvs` (pinned by hand), or resolved from `packages`
+        into a lockfile by `pants generate-lockfiles`.
         """
     )
 
@@ -79,20 +81,27 @@ class BinhostField(StringField):
         value = super().compute_value(raw_value, address)
         if value is None:
             return None
-        if "://" in value:
+        if "://" in value and not value.startswith(("https://", "http://", "file://")):
             raise InvalidFieldException(
-                f"The {cls.alias!r} field in target {address} must be a directory in the "
-                f"repository (relative to the BUILD file, or `//`-prefixed), got {value!r}."
+                f"The {cls.alias!r} field in target {address} must be an https://, http:// or "
+                f"file:// URL, or a directory in the repository, got {value!r}."
             )
         return value
 
+    def is_url(self) -> bool:
+        return self.value is not None and "://" in self.value
+
     def directory(self) -> str | None:
-        """The binhost directory relative to the build root."""
-        if self.value is None:
+        """The binhost directory relative to the build root (None for a URL)."""
+        if self.value is None or self.is_url():
             return None
         if self.value.startswith("//"):
             return os.path.normpath(self.value[2:])
         return os.path.normpath(os.path.join(self.address.spec_path, self.value))
+
+    def location(self) -> str | None:
+        """What the lockfile records: the URL, or the directory relative to the build root."""
+        return self.value if self.is_url() else self.directory()
 
 
 _CPV_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9+_.-]*/[A-Za-z0-9_][A-Za-z0-9+_.-]*$")
@@ -122,6 +131,94 @@ class CpvsField(StringSequenceField):
         return value
 
 
+def _validate_atoms(alias: str, address: Address, atoms: Iterable[str]) -> None:
+    from pants_sysext.atoms import atom_problem
+
+    for atom in atoms:
+        problem = atom_problem(atom)
+        if problem:
+            raise InvalidFieldException(
+                f"The {alias!r} field in target {address} has {atom!r}, which is not a valid "
+                f"Portage atom: {problem}"
+            )
+
+
+class BinpkgPackagesField(StringSequenceField):
+    alias = "packages"
+    help = help_text(
+        """
+        What to install, as Portage atoms (`app-containers/docker`, `>=dev-libs/foo-2:3`,
+        `=app-misc/jq-1.6-r3`). `pants generate-lockfiles` resolves them and their RDEPEND
+        closure against `binhost`, leaving out what the `base` image already has, and pins the
+        result in `lockfile`; `pants package` then uses only the lockfile.
+        """
+    )
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Iterable[str]], address: Address
+    ) -> Optional[tuple[str, ...]]:
+        value = super().compute_value(raw_value, address)
+        _validate_atoms(cls.alias, address, value or ())
+        return value
+
+
+class BinpkgExcludeField(StringSequenceField):
+    alias = "exclude"
+    default = ()
+    help = help_text(
+        """
+        Atoms never to install from the binhost, even when a dependency asks for them (e.g. a
+        package you know the target OS provides in a way its package database does not show).
+        """
+    )
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Iterable[str]], address: Address
+    ) -> Optional[tuple[str, ...]]:
+        value = super().compute_value(raw_value, address)
+        _validate_atoms(cls.alias, address, value or ())
+        return value
+
+
+class BinpkgBaseField(StringField):
+    alias = "base"
+    help = help_text(
+        """
+        Address of the `sysext_base` the packages are resolved against: dependencies its
+        package database satisfies are left out (and recorded in the lockfile as such).
+        """
+    )
+
+
+class ResolveField(StringField):
+    alias = "resolve"
+    help = help_text(
+        """
+        The name of this set's resolve, for `pants generate-lockfiles --resolve=NAME`.
+        Defaults to the target's name.
+        """
+    )
+
+    def value_or_default(self, address: Address) -> str:
+        return self.value or address.target_name
+
+
+class LockfileField(StringField):
+    alias = "lockfile"
+    help = help_text(
+        """
+        The lockfile of this set (when `packages` is set), relative to this BUILD file.
+        Defaults to `RESOLVE.lock.json` next to it. Written by
+        `pants generate-lockfiles --resolve=RESOLVE`; commit it.
+        """
+    )
+
+    def path(self, address: Address, resolve: str) -> str:
+        return os.path.normpath(os.path.join(address.spec_path, self.value or f"{resolve}.lock.json"))
+
+
 class BinpkgSetTarget(Target):
     alias = "binpkg_set"
     core_fields = (
@@ -130,27 +227,150 @@ class BinpkgSetTarget(Target):
         BinpkgDependenciesField,
         BinhostField,
         CpvsField,
+        BinpkgPackagesField,
+        BinpkgExcludeField,
+        BinpkgBaseField,
+        ResolveField,
+        LockfileField,
     )
     help = help_text(
         """
         A set of Portage binary packages (GPKG or XPAK) to install into a system extension.
 
-        Name them as files (`sources`, or `file` targets in `dependencies`), or as CPVs from a
-        binhost directory (`binhost` + `cpvs`).
+        Either resolved: `packages` (atoms) + `binhost` + `base`, pinned in a lockfile by
+        `pants generate-lockfiles`; or pinned by hand: files (`sources`, or `file` targets in
+        `dependencies`), or CPVs from a binhost (`binhost` + `cpvs`).
         """
     )
 
     def validate(self) -> None:
         binhost = self[BinhostField].value
         cpvs = self[CpvsField].value
-        if cpvs and not binhost:
+        packages = self[BinpkgPackagesField].value
+        if cpvs and packages:
             raise InvalidFieldException(
-                f"The `cpvs` field in target {self.address} needs a `binhost` to take them from."
+                f"The target {self.address} sets both `cpvs` and `packages`: use `packages` "
+                f"(resolved into a lockfile) or `cpvs` (pinned by hand), not both."
             )
-        if binhost and not cpvs:
+        if (cpvs or packages) and not binhost:
+            field = "cpvs" if cpvs else "packages"
             raise InvalidFieldException(
-                f"The target {self.address} sets `binhost` but lists no `cpvs`: name the "
-                f"packages to take from it, e.g. cpvs=[\"app-misc/jq-1.6-r3\"]."
+                f"The `{field}` field in target {self.address} needs a `binhost` to take them from."
+            )
+        if binhost and not (cpvs or packages):
+            raise InvalidFieldException(
+                f"The target {self.address} sets `binhost` but lists no `packages` (atoms to "
+                f"resolve) and no `cpvs` (pinned CPVs)."
+            )
+        if cpvs and self[BinhostField].is_url():
+            raise InvalidFieldException(
+                f"The target {self.address} takes `cpvs` from a URL binhost: unpinned downloads "
+                f"are not allowed. Use `packages` and a lockfile (`pants generate-lockfiles`)."
+            )
+        if packages and (self[BinpkgSourcesField].value or self[BinpkgDependenciesField].value):
+            raise InvalidFieldException(
+                f"The target {self.address} mixes resolved `packages` with `sources` or "
+                f"`dependencies`: put pinned files in a binpkg_set of their own."
+            )
+
+
+# -----------------------------------------------------------------------------------------------
+# sysext_base
+# -----------------------------------------------------------------------------------------------
+
+
+class BaseRootField(StringField):
+    alias = "root"
+    help = help_text(
+        """
+        A directory in the repository holding the base OS's package database as
+        `var/db/pkg/CATEGORY/PF/…` (and optionally `usr/lib/os-release`), relative to this
+        BUILD file or `//`-prefixed.
+        """
+    )
+
+    def directory(self, address: Address) -> str | None:
+        if self.value is None:
+            return None
+        if self.value.startswith("//"):
+            return os.path.normpath(self.value[2:])
+        return os.path.normpath(os.path.join(address.spec_path, self.value))
+
+
+class BaseImageField(StringField):
+    alias = "image"
+    help = help_text(
+        """
+        Address of a `file` target (typically with an `http_source`) holding the base OS image
+        or its package-info image: a squashfs (Flatcar's
+        `flatcar_production_image_sysext.squashfs`, `*_pkginfo.raw`) or a tarball
+        (`.tar`, `.tar.gz`, `.tar.xz`, `.tar.zst`, `.tar.bz2`), containing `var/db/pkg`.
+        """
+    )
+
+
+class BaseArchitectureField(StringField):
+    alias = "architecture"
+    valid_choices = ARCHITECTURES
+    help = "The base OS's architecture, in systemd's names (`x86-64`, `arm64`, …)."
+
+
+class BaseOsIdField(StringField):
+    alias = "os_id"
+    help = help_text(
+        """
+        The base OS's os-release `ID` (`flatcar`, `debian`, …). Images built on this base take
+        it as their `ID=` unless they set `os_id`. Defaults to the `ID` in the base's
+        `usr/lib/os-release`, if it has one.
+        """
+    )
+
+
+class BaseVersionIdField(StringField):
+    alias = "version_id"
+    help = help_text(
+        """
+        The base OS's os-release `VERSION_ID` (e.g. `3975.2.0`), inherited by images that set
+        neither `version_id` nor `sysext_level`.
+        """
+    )
+
+
+class BaseSysextLevelField(StringField):
+    alias = "sysext_level"
+    help = help_text(
+        """
+        The base OS's os-release `SYSEXT_LEVEL`, inherited by images that set neither
+        `version_id` nor `sysext_level` (takes precedence over the base's `version_id`).
+        """
+    )
+
+
+class SysextBaseTarget(Target):
+    alias = "sysext_base"
+    core_fields = (
+        *COMMON_TARGET_FIELDS,
+        BaseRootField,
+        BaseImageField,
+        BaseOsIdField,
+        BaseVersionIdField,
+        BaseSysextLevelField,
+        BaseArchitectureField,
+    )
+    help = help_text(
+        """
+        The OS an extension will be merged into: its os-release identity and its installed
+        package database (Portage's VDB), from a directory (`root`) or an image (`image`).
+        `binpkg_set(base=…)` resolves against it; `sysext_image(base=…)` inherits its `ID`,
+        `VERSION_ID`/`SYSEXT_LEVEL` and `ARCHITECTURE`.
+        """
+    )
+
+    def validate(self) -> None:
+        if bool(self[BaseRootField].value) == bool(self[BaseImageField].value):
+            raise InvalidFieldException(
+                f"The target {self.address} must set exactly one of `root` (a directory holding "
+                f"var/db/pkg) and `image` (a `file` target with the base image)."
             )
 
 
@@ -199,12 +419,12 @@ class SysextPackagesField(SpecialCasedDependencies):
 
 class OsIdField(StringField):
     alias = "os_id"
-    default = "_any"
     help = help_text(
         """
         `ID=` of the extension-release file: the `ID` of the OS the extension is for, as in its
         `os-release` (`flatcar`, `debian`, `fedora`, …), or `_any` to match every OS (then
-        `version_id` and `sysext_level` are not checked by systemd).
+        `version_id` and `sysext_level` are not checked by systemd). Defaults to the `base`'s
+        `ID`, or `_any` without a base.
         """
     )
 
@@ -338,6 +558,40 @@ class SourceDateEpochField(IntField):
         return value
 
 
+class ImageBaseField(StringField):
+    alias = "base"
+    help = help_text(
+        """
+        Address of the `sysext_base` this extension is for. The image takes its `ID`,
+        `VERSION_ID`/`SYSEXT_LEVEL` and `ARCHITECTURE` unless set here, and the packages'
+        architecture must match it.
+        """
+    )
+
+
+class BaseExtensionsField(SpecialCasedDependencies):
+    alias = "base_extensions"
+    help = help_text(
+        """
+        `sysext_image` targets this extension is stacked on (Flatcar's `--base_pkginfo`
+        chain): their packages count as installed when this extension's `binpkg_set`s are
+        resolved, so e.g. docker on top of containerd does not ship containerd or runc again.
+        """
+    )
+
+
+class PkginfoField(BoolField):
+    alias = "pkginfo"
+    default = False
+    help = help_text(
+        """
+        Also write `NAME_pkginfo.raw` next to the image: a squashfs holding the package
+        database entries (`var/db/pkg/CATEGORY/PF/…`) of the packages in the extension, for
+        consumers outside this repository that stack on it.
+        """
+    )
+
+
 class SysextOutputPathField(OutputPathField):
     help = help_text(
         """
@@ -368,6 +622,9 @@ class SysextImageTarget(Target):
         ExcludeField,
         SourceDateEpochField,
         SysextOutputPathField,
+        ImageBaseField,
+        BaseExtensionsField,
+        PkginfoField,
     )
     help = help_text(
         """
@@ -400,4 +657,4 @@ class SysextImageTarget(Target):
 
 
 def target_types():
-    return [BinpkgSetTarget, SysextImageTarget]
+    return [BinpkgSetTarget, SysextBaseTarget, SysextImageTarget]

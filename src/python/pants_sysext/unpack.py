@@ -12,7 +12,7 @@ from pants.engine.rules import Get, collect_rules, rule
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
-from pants_sysext.binpkg_set import BinpkgFile
+from pants_sysext.binpkg_types import BinpkgFile
 from pants_sysext.process_util import raise_for_failure
 from pants_sysext.sandbox_code import SandboxCode
 from pants_sysext.system_tools import SysextTools

@@ -1,0 +1,187 @@
+"""`sysext_base`: the OS an extension is merged into, and its installed-package database."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from pants.core.target_types import FileSourceField
+from pants.engine.addresses import Address, AddressInput
+from pants.engine.fs import (
+    Digest,
+    DigestContents,
+    GlobMatchErrorBehavior,
+    MergeDigests,
+    PathGlobs,
+    Snapshot,
+)
+from pants.engine.process import FallibleProcessResult, Process
+from pants.engine.rules import Get, collect_rules, rule
+from pants.engine.target import (
+    HydratedSources,
+    HydrateSourcesRequest,
+    WrappedTarget,
+    WrappedTargetRequest,
+)
+from pants.util.logging import LogLevel
+
+from pants_sysext.extension_release import architecture_from_chost
+from pants_sysext.process_util import raise_for_failure
+from pants_sysext.sandbox_code import SandboxCode
+from pants_sysext.system_tools import SysextTools
+from pants_sysext.target_types import (
+    BaseArchitectureField,
+    BaseImageField,
+    BaseOsIdField,
+    BaseRootField,
+    BaseSysextLevelField,
+    BaseVersionIdField,
+)
+
+
+class SysextBaseError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class BaseImageRequest:
+    address: Address
+    description_of_origin: str
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    """A base OS: identity, package database (`base.json`) and its fingerprint."""
+
+    address: Address
+    os_id: str | None
+    version_id: str | None
+    sysext_level: str | None
+    architecture: str | None
+    fingerprint: str  # "sha256:…" of the package database, recorded in lockfiles
+    digest: Digest  # holds base.json
+    packages_json: str  # the `packages` part of base.json, as vdb_to_json wrote it
+
+    @property
+    def lock_fingerprint(self) -> str:
+        return f"{self.address} {self.fingerprint}"
+
+    def installed_records(self) -> tuple[Any, ...]:
+        """The base's packages as resolver records (imports the `portage` library)."""
+        from pants_sysext.formats.vdb import vdb_from_json
+        from pants_sysext.resolve.portage_resolver import PackageRecord
+
+        return tuple(
+            PackageRecord.from_mapping({**dict(p.values), "CPV": p.cpv})
+            for p in vdb_from_json(self.packages_json)
+        )
+
+
+@rule(desc="Read a sysext_base", level=LogLevel.DEBUG)
+async def read_base_image(
+    request: BaseImageRequest, tools: SysextTools, code: SandboxCode
+) -> BaseImage:
+    wrapped = await Get(
+        WrappedTarget, WrappedTargetRequest(request.address, request.description_of_origin)
+    )
+    target = wrapped.target
+    if not target.has_field(BaseRootField):
+        raise SysextBaseError(
+            f"{request.address} is a `{target.alias}` target, but {request.description_of_origin} "
+            f"must name a `sysext_base` target."
+        )
+    root = target[BaseRootField].directory(request.address)
+    if root is not None:
+        snapshot = await Get(
+            Snapshot,
+            PathGlobs(
+                [f"{root}/var/db/pkg/**", *(f"{root}/{p}" for p in ("usr/lib/os-release", "etc/os-release"))],
+                glob_match_error_behavior=GlobMatchErrorBehavior.ignore,
+            ),
+        )
+        if not any(f.startswith(f"{root}/var/db/pkg/") for f in snapshot.files):
+            raise SysextBaseError(
+                f"{request.address}: `root` is {root}, which holds no var/db/pkg/CATEGORY/PF "
+                f"entries. Point it at a directory holding the base's Portage package database."
+            )
+        argv_tail = ["root", root, "base.json"]
+        input_digest = snapshot.digest
+        what = root
+    else:
+        image_address = await Get(
+            Address,
+            AddressInput,
+            AddressInput.parse(
+                target[BaseImageField].value or "",
+                relative_to=request.address.spec_path,
+                description_of_origin=f"the `image` field of {request.address}",
+            ),
+        )
+        image_target = (
+            await Get(
+                WrappedTarget,
+                WrappedTargetRequest(image_address, f"the `image` field of {request.address}"),
+            )
+        ).target
+        if not image_target.has_field(FileSourceField):
+            raise SysextBaseError(
+                f"{request.address}: `image` must name a `file` target, got the "
+                f"`{image_target.alias}` target {image_address}."
+            )
+        hydrated = await Get(
+            HydratedSources,
+            HydrateSourcesRequest(
+                image_target[FileSourceField], for_sources_types=(FileSourceField,), enable_codegen=True
+            ),
+        )
+        (path,) = hydrated.snapshot.files
+        argv_tail = [
+            "image", path, "base.json", "--unsquashfs", tools.unsquashfs.path, *tools.decompressors
+        ]
+        input_digest = hydrated.snapshot.digest
+        what = os.path.basename(path)
+
+    result = await Get(
+        FallibleProcessResult,
+        Process(
+            [*SandboxCode.module_argv(tools.python3.path, "read_base"), *argv_tail],
+            description=f"Reading the package database of {request.address} ({what})",
+            input_digest=await Get(Digest, MergeDigests([code.digest, input_digest])),
+            output_files=["base.json"],
+            env=tools.env(tools.unsquashfs, tools.zstd, tools.lz4),
+            level=LogLevel.INFO,
+        ),
+    )
+    raise_for_failure(result, what=f"Reading the base {request.address}")
+    (content,) = await Get(DigestContents, Digest, result.output_digest)
+    base = json.loads(content.content)
+    packages_json = json.dumps(base["packages"], sort_keys=True)
+    fingerprint = "sha256:" + hashlib.sha256(packages_json.encode()).hexdigest()
+    os_release = base.get("os_release", {})
+
+    architecture = target[BaseArchitectureField].value
+    if architecture is None:
+        from pants_sysext.formats.vdb import vdb_from_json
+
+        chosts = {p.get("CHOST") for p in vdb_from_json(packages_json)}
+        arches = {architecture_from_chost(c) for c in chosts if c}
+        arches.discard(None)
+        if len(arches) == 1:
+            architecture = arches.pop()
+    return BaseImage(
+        address=request.address,
+        os_id=target[BaseOsIdField].value or os_release.get("ID"),
+        version_id=target[BaseVersionIdField].value or os_release.get("VERSION_ID"),
+        sysext_level=target[BaseSysextLevelField].value or os_release.get("SYSEXT_LEVEL"),
+        architecture=architecture,
+        fingerprint=fingerprint,
+        digest=result.output_digest,
+        packages_json=packages_json,
+    )
+
+
+def rules():
+    return collect_rules()

@@ -1,0 +1,166 @@
+"""Read a base OS image's identity and package database into `base.json`.
+
+Runs in a Pants sandbox with the system Python (standard library only):
+
+    python3 -m pants_sysext.sandbox.read_base root DIR OUT.json
+    python3 -m pants_sysext.sandbox.read_base image FILE OUT.json [--unsquashfs PATH] [--tool zstd=PATH]
+
+DIR holds `var/db/pkg` (Portage's VDB) and optionally `usr/lib/os-release`. FILE is a squashfs
+image (Flatcar's `*_sysext.squashfs` or `*_pkginfo.raw`) or a tarball holding them. Only the
+package database and os-release are taken; nothing else of the image is extracted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+from pants_sysext.formats.compression import Compression, decompressed, detect_compression
+from pants_sysext.formats.errors import BinpkgError
+from pants_sysext.formats.vdb import read_vdb, vdb_to_json
+
+_OS_RELEASE = ("usr/lib/os-release", "etc/os-release")
+_MAX_VDB_FILE = 16 * 1024 * 1024
+
+
+class BaseImageError(Exception):
+    pass
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    """os-release(5): KEY=value lines, values optionally quoted (shell-like)."""
+    import shlex
+
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        try:
+            parts = shlex.split(value)
+        except ValueError:
+            continue
+        out[key.strip()] = parts[0] if parts else ""
+    return out
+
+
+def _read_root(root: str) -> dict:
+    os_release = {}
+    for rel in _OS_RELEASE:
+        path = os.path.join(root, rel)
+        if os.path.isfile(path) and not os.path.islink(path):
+            with open(path, encoding="utf-8", errors="replace") as f:
+                os_release = parse_os_release(f.read())
+            break
+    packages = read_vdb(root)
+    return {"os_release": os_release, "packages": json.loads(vdb_to_json(packages))}
+
+
+def _safe_member(name: str) -> str | None:
+    if name.startswith("./"):
+        name = name[2:]
+    name = name.lstrip("/")
+    parts = name.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return None
+    if name.startswith("var/db/pkg/") or name in _OS_RELEASE:
+        return name
+    return None
+
+
+def _extract_tar(path: str, dest: str, tools: dict[str, str]) -> None:
+    with open(path, "rb") as raw:
+        head = raw.read(512)
+        raw.seek(0)
+        compression = detect_compression(head) or Compression.NONE
+        with decompressed(raw, compression, binpkg=os.path.basename(path), member="", tools=tools) as stream:
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                for member in tar:
+                    rel = _safe_member(member.name)
+                    if rel is None or not member.isfile() or member.size > _MAX_VDB_FILE:
+                        continue
+                    target = os.path.join(dest, rel)
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    src = tar.extractfile(member)
+                    assert src is not None
+                    with open(target, "wb") as out:
+                        shutil.copyfileobj(src, out)
+
+
+def _extract_squashfs(path: str, dest: str, unsquashfs: str) -> None:
+    # Extract as plain files (no owners, no xattrs): this only reads the package database.
+    cmd = [unsquashfs, "-no-xattrs", "-quiet", "-no-progress", "-d", os.path.join(dest, "x"),
+           path, "var/db/pkg", *_OS_RELEASE]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    extracted = os.path.join(dest, "x")
+    if not os.path.isdir(os.path.join(extracted, "var/db/pkg")):
+        output = proc.stdout.decode("utf-8", "replace").strip()
+        raise BaseImageError(
+            f"{os.path.basename(path)}: the squashfs image holds no var/db/pkg (unsquashfs exit "
+            f"{proc.returncode}: {output[-2000:]}). A base image must carry Portage's package "
+            f"database, like Flatcar's flatcar_production_image_sysext.squashfs."
+        )
+    for name in os.listdir(extracted):
+        os.replace(os.path.join(extracted, name), os.path.join(dest, name))
+
+
+def read_image(path: str, *, unsquashfs: str | None, tools: dict[str, str]) -> dict:
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    work = tempfile.mkdtemp(prefix="base-", dir=".")
+    try:
+        if magic == b"hsqs":
+            if not unsquashfs:
+                raise BaseImageError("reading a squashfs base image needs --unsquashfs")
+            _extract_squashfs(path, work, unsquashfs)
+        else:
+            try:
+                _extract_tar(path, work, tools)
+            except (tarfile.TarError, BinpkgError) as e:
+                raise BaseImageError(
+                    f"{os.path.basename(path)} is neither a squashfs image nor a readable "
+                    f"tarball: {e}"
+                ) from e
+        if not os.path.isdir(os.path.join(work, "var/db/pkg")):
+            raise BaseImageError(
+                f"{os.path.basename(path)} holds no var/db/pkg: a base image must carry "
+                f"Portage's package database."
+            )
+        return _read_root(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="read_base", description=__doc__)
+    parser.add_argument("kind", choices=("root", "image"))
+    parser.add_argument("path")
+    parser.add_argument("out")
+    parser.add_argument("--unsquashfs")
+    parser.add_argument("--tool", action="append", default=[], metavar="NAME=PATH")
+    args = parser.parse_args(argv)
+    tools = dict(t.split("=", 1) for t in args.tool)
+    try:
+        if args.kind == "root":
+            result = _read_root(args.path)
+        else:
+            result = read_image(args.path, unsquashfs=args.unsquashfs, tools=tools)
+    except (BaseImageError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1, sort_keys=True)
+        f.write("\n")
+    print(f"read {len(result['packages']['packages'])} installed packages")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
