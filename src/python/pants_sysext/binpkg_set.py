@@ -152,17 +152,23 @@ async def _from_lockfile(address: Address) -> list[BinpkgFile]:
     out = []
     if is_url(binhost):
         urls = [binpkg_url(binhost, p.path) for p in lock.packages]
+        requests = [DownloadFile(url, FileDigest(p.sha256, p.size)) for url, p in zip(urls, lock.packages)]
         try:
-            digests = await MultiGet(
-                Get(Digest, DownloadFile(url, FileDigest(p.sha256, p.size)))
-                for url, p in zip(urls, lock.packages)
-            )
-        except Exception as e:
+            digests = await MultiGet(Get(Digest, DownloadFile, r) for r in requests)
+        except Exception:
+            # Find the package(s) that failed (successful downloads are memoized) and name them.
+            failures = []
+            for p, url, r in zip(lock.packages, urls, requests):
+                try:
+                    await Get(Digest, DownloadFile, r)
+                except Exception as e:  # noqa: BLE001 (engine errors carry no finer type)
+                    failures.append(f"  {p.cpv}: {url}\n    {str(e).strip().splitlines()[-1]}")
             raise BinpkgSetError(
-                f"Fetching the binary packages of {address} (lockfile {path}) failed: {e}\n"
-                f"The lock pins them by URL, sha256 and size. If the binhost moved or rebuilt "
-                f"its packages: {regenerate_hint(context.resolve)}"
-            ) from e
+                f"Fetching the binary packages of {address} (lockfile {path}) failed:\n"
+                + "\n".join(failures)
+                + "\nThe lock pins each by URL, sha256 and size. Check that the binhost is "
+                f"reachable; if it moved or rebuilt its packages: {regenerate_hint(context.resolve)}"
+            )
         for p, url, digest in zip(lock.packages, urls, digests):
             out.append(
                 BinpkgFile(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
@@ -15,7 +16,7 @@ from pants.util.logging import LogLevel
 from pants_sysext.binpkg_types import BinpkgSet, BinpkgSetRequest
 from pants_sysext.extension_release import ExtensionRelease, architecture_from_chost
 from pants_sysext.squash import IMAGE_FILE, SquashedImage, SquashRequest
-from pants_sysext.stage import GeneratedFile, StagedTree, StageRequest
+from pants_sysext.stage import GeneratedFile, PkginfoRequest, StagedTree, StageRequest
 from pants_sysext.base_image import BaseImage, BaseImageRequest
 from pants_sysext.resolution import StackedPackages, StackedPackagesRequest
 from pants_sysext.target_types import (
@@ -187,24 +188,40 @@ async def package_sysext_image(field_set: SysextImageFieldSet) -> BuiltPackage:
         ),
     )
     output_path = field_set.output_path.value_or_default_for(name)
-    entries = await Get(DigestEntries, Digest, image.digest)
-    (image_entry,) = [e for e in entries if isinstance(e, FileEntry) and e.path == IMAGE_FILE]
-    digest = await Get(
-        Digest, CreateDigest([FileEntry(output_path, image_entry.file_digest, is_executable=False)])
-    )
-    return BuiltPackage(
-        digest,
-        (
-            BuiltPackageArtifact(
-                output_path,
-                extra_log_lines=(
-                    f"    {len(packages)} packages: {', '.join(p.cpv for p in packages)}",
-                    f"    {release.path}: "
-                    + " ".join(release.render().split()),
-                ),
+    outputs = [(output_path, image)]
+    if field_set.pkginfo.value:
+        pkginfo_tree = await Get(
+            StagedTree, PkginfoRequest(name=name, packages=packages, staged=staged, mtime=mtime)
+        )
+        pkginfo_image = await Get(
+            SquashedImage,
+            SquashRequest(
+                name=f"{name}_pkginfo",
+                staged=pkginfo_tree,
+                compression=field_set.compression.value or "zstd",
+                mtime=mtime,
+            ),
+        )
+        outputs.append(
+            (os.path.join(os.path.dirname(output_path), f"{name}_pkginfo.raw"), pkginfo_image)
+        )
+    file_entries = []
+    for path, squashed in outputs:
+        entries = await Get(DigestEntries, Digest, squashed.digest)
+        (entry,) = [e for e in entries if isinstance(e, FileEntry) and e.path == IMAGE_FILE]
+        file_entries.append(FileEntry(path, entry.file_digest, is_executable=False))
+    digest = await Get(Digest, CreateDigest(file_entries))
+    artifacts = [
+        BuiltPackageArtifact(
+            output_path,
+            extra_log_lines=(
+                f"    {len(packages)} packages: {', '.join(p.cpv for p in packages)}",
+                f"    {release.path}: " + " ".join(release.render().split()),
             ),
         ),
-    )
+        *(BuiltPackageArtifact(path) for path, _ in outputs[1:]),
+    ]
+    return BuiltPackage(digest, tuple(artifacts))
 
 
 def rules():

@@ -26,6 +26,7 @@ _MODULES = (
     "sandbox/__init__.py",
     "sandbox/fetch.py",
     "sandbox/manifest.py",
+    "sandbox/pkginfo.py",
     "sandbox/read_base.py",
     "sandbox/squash.py",
     "sandbox/stage.py",

@@ -82,5 +82,48 @@ async def stage_tree(request: StageRequest, tools: SysextTools, code: SandboxCod
     return StagedTree(await Get(Digest, RemovePrefix(result.output_digest, "out")))
 
 
+@dataclass(frozen=True)
+class PkginfoRequest:
+    name: str
+    packages: tuple[UnpackedBinpkg, ...]
+    staged: StagedTree
+    mtime: int = 0
+
+
+@rule(desc="Write an extension's package database", level=LogLevel.DEBUG)
+async def pkginfo_tree(request: PkginfoRequest, tools: SysextTools, code: SandboxCode) -> StagedTree:
+    """The `var/db/pkg` entries of the extension's packages, as a tree for the squash step."""
+    package_digests = await MultiGet(
+        Get(Digest, AddPrefix(pkg.digest, f"pkgs/{i}")) for i, pkg in enumerate(request.packages)
+    )
+    staged = await Get(Digest, AddPrefix(request.staged.digest, "staged"))
+    spec = {
+        "packages": [
+            {"label": pkg.cpv, "metadata": f"pkgs/{i}/metadata.json"}
+            for i, pkg in enumerate(request.packages)
+        ],
+        "manifest": "staged/manifest.jsonl",
+        "mtime": request.mtime,
+    }
+    spec_digest = await Get(
+        Digest, CreateDigest([FileContent("pkginfo.json", json.dumps(spec, sort_keys=True).encode())])
+    )
+    result = await Get(
+        FallibleProcessResult,
+        Process(
+            [*SandboxCode.module_argv(tools.python3.path, "pkginfo"), "pkginfo.json", "out"],
+            description=f"Writing the package database of {request.name}",
+            input_digest=await Get(
+                Digest, MergeDigests([code.digest, spec_digest, staged, *package_digests])
+            ),
+            output_directories=["out"],
+            env=tools.env(),
+            level=LogLevel.INFO,
+        ),
+    )
+    raise_for_failure(result, what=f"Writing the package database of {request.name}")
+    return StagedTree(await Get(Digest, RemovePrefix(result.output_digest, "out")))
+
+
 def rules():
     return collect_rules()

@@ -11,8 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import tarfile
-from dataclasses import dataclass, field, replace
-from typing import IO, Iterator, Mapping
+from dataclasses import dataclass, replace
+from typing import IO, Iterator
 
 FILE = "file"
 DIR = "dir"
@@ -42,10 +42,10 @@ class ManifestEntry:
     gname: str = ""
     size: int = 0
     sha256: str | None = None  # files only
+    md5: str | None = None  # files only: Portage's CONTENTS records MD5
     linkname: str | None = None  # symlink target (verbatim), or hard link target path
     xattrs: tuple[tuple[str, bytes], ...] = ()
     package: str = ""  # who put it there: a CPV, or "sysext" for generated files
-    extra: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def to_json(self) -> str:
         data: dict = {
@@ -60,6 +60,8 @@ class ManifestEntry:
         if self.type == FILE:
             data["size"] = self.size
             data["sha256"] = self.sha256
+            if self.md5:
+                data["md5"] = self.md5
         if self.linkname is not None:
             data["linkname"] = self.linkname
         if self.xattrs:
@@ -81,6 +83,7 @@ class ManifestEntry:
             gname=data.get("gname", ""),
             size=data.get("size", 0),
             sha256=data.get("sha256"),
+            md5=data.get("md5"),
             linkname=data.get("linkname"),
             xattrs=tuple(
                 sorted((k, base64.b64decode(v)) for k, v in data.get("xattrs", {}).items())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import hashlib
 import json
 import os
 import sys
@@ -192,7 +193,8 @@ def stage(
                 uname="root",
                 gname="root",
                 size=os.path.getsize(extra.source),
-                sha256=_sha256_file(extra.source),
+                sha256=_hash_file(extra.source, "sha256"),
+                md5=_hash_file(extra.source, "md5"),
                 package=GENERATED,
             ),
             _Source(-1, file=extra.source),
@@ -291,10 +293,8 @@ def stage(
     return result
 
 
-def _sha256_file(path: str) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
+def _hash_file(path: str, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             h.update(chunk)

@@ -38,11 +38,13 @@ class _HashingReader:
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
         self.sha256 = hashlib.sha256()
+        self.md5 = hashlib.md5()
         self.count = 0
 
     def read(self, size: int = -1) -> bytes:
         data = self._stream.read(size)
         self.sha256.update(data)
+        self.md5.update(data)
         self.count += len(data)
         return data
 
@@ -131,7 +133,9 @@ def unpack(
                             f"truncated: {reader.count} of {entry.size} bytes",
                             member=f"{info.image_member}:{image_entry.tar_name}",
                         )
-                    entry = replace(entry, sha256=reader.sha256.hexdigest())
+                    entry = replace(
+                        entry, sha256=reader.sha256.hexdigest(), md5=reader.md5.hexdigest()
+                    )
                 else:
                     tar.addfile(tarinfo)
                 manifest.write(entry.to_json() + "\n")
