@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Our sandboxed steps log "Completed: <description>" at INFO only when they really run (a
 # cache hit logs nothing at INFO), so these lines count executed processes.
-_STEP_RE = re.compile(r"Completed: ((?:Unpacking|Staging|Squashing) \S+)")
+_STEP_RE = re.compile(r"Completed: ((?:Unpacking|Staging|Validating|Squashing) \S+)")
 _COUNTER_RE = re.compile(r"^\s+([a-z_]+): (\d+)$", re.M)
 
 

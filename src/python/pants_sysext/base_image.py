@@ -64,6 +64,8 @@ class BaseImage:
     fingerprint: str  # "sha256:…" of the package database, recorded in lockfiles
     digest: Digest  # holds base.json
     packages_json: str  # the `packages` part of base.json, as vdb_to_json wrote it
+    users: tuple[tuple[str, int], ...] | None = None  # from the base's passwd, if it has one
+    groups: tuple[tuple[str, int], ...] | None = None
 
     @property
     def lock_fingerprint(self) -> str:
@@ -98,7 +100,20 @@ async def read_base_image(
         snapshot = await Get(
             Snapshot,
             PathGlobs(
-                [f"{root}/var/db/pkg/**", *(f"{root}/{p}" for p in ("usr/lib/os-release", "etc/os-release"))],
+                [
+                    f"{root}/var/db/pkg/**",
+                    *(
+                        f"{root}/{p}"
+                        for p in (
+                            "usr/lib/os-release",
+                            "etc/os-release",
+                            "usr/share/baselayout/passwd",
+                            "usr/share/baselayout/group",
+                            "etc/passwd",
+                            "etc/group",
+                        )
+                    ),
+                ],
                 glob_match_error_behavior=GlobMatchErrorBehavior.ignore,
             ),
         )
@@ -180,6 +195,8 @@ async def read_base_image(
         fingerprint=fingerprint,
         digest=result.output_digest,
         packages_json=packages_json,
+        users=tuple(sorted(base["users"].items())) if base.get("users") is not None else None,
+        groups=tuple(sorted(base["groups"].items())) if base.get("groups") is not None else None,
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from pants.core.target_types import FileSourceField
 from pants.engine.addresses import Address

@@ -7,6 +7,7 @@ from pants_sysext import (
     base_image,
     binhost,
     binpkg_set,
+    check,
     generate_lockfiles,
     package,
     resolution,
@@ -14,6 +15,7 @@ from pants_sysext import (
     squash,
     stage,
     system_tools,
+    tree,
     unpack,
 )
 from pants_sysext.target_types import target_types as _target_types
@@ -28,6 +30,7 @@ def rules():
         *base_image.rules(),
         *binhost.rules(),
         *binpkg_set.rules(),
+        *check.rules(),
         *generate_lockfiles.rules(),
         *resolution.rules(),
         *package.rules(),
@@ -35,5 +38,6 @@ def rules():
         *squash.rules(),
         *stage.rules(),
         *system_tools.rules(),
+        *tree.rules(),
         *unpack.rules(),
     ]

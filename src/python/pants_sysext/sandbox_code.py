@@ -7,6 +7,7 @@ execution worker). Their source is part of each step's input, hence of its cache
 
 from __future__ import annotations
 
+import os
 import pkgutil
 from dataclasses import dataclass
 
@@ -25,12 +26,16 @@ _MODULES = (
     "formats/xpak.py",
     "sandbox/__init__.py",
     "sandbox/fetch.py",
+    "sandbox/elf_closure.py",
+    "sandbox/mangle.py",
     "sandbox/manifest.py",
     "sandbox/pkginfo.py",
     "sandbox/read_base.py",
+    "sandbox/reports.py",
     "sandbox/squash.py",
     "sandbox/stage.py",
     "sandbox/unpack.py",
+    "sandbox/validate.py",
 )
 
 
@@ -44,6 +49,22 @@ class SandboxCode:
         return (python3, "-E", "-s", "-B", "-m", f"pants_sysext.sandbox.{module}")
 
 
+def _elftools_files() -> list[FileContent]:
+    """pyelftools (pure Python) goes into the sandbox with our code, for the ELF checks."""
+    import elftools
+
+    root = os.path.dirname(elftools.__file__)
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for name in sorted(filenames):
+            if name.endswith(".py"):
+                path = os.path.join(dirpath, name)
+                with open(path, "rb") as f:
+                    files.append(FileContent(os.path.join("elftools", os.path.relpath(path, root)), f.read()))
+    return files
+
+
 @rule
 async def sandbox_code() -> SandboxCode:
     files = []
@@ -51,6 +72,7 @@ async def sandbox_code() -> SandboxCode:
         content = pkgutil.get_data("pants_sysext", relpath)
         assert content is not None, relpath
         files.append(FileContent(f"pants_sysext/{relpath}", content))
+    files.extend(_elftools_files())
     return SandboxCode(await Get(Digest, CreateDigest(files)))
 
 

@@ -55,6 +55,7 @@ async def squash_image(
             output_files=[IMAGE_FILE],
             env=tools.env(tools.sqfstar),
             level=LogLevel.INFO,
+            remote_cache_speculation_delay_millis=tools.speculation_delay_millis,
         ),
     )
     raise_for_failure(result, what=f"Squashing {request.name}.raw")

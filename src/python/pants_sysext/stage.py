@@ -21,6 +21,7 @@ class GeneratedFile:
     path: str  # in the image, e.g. "usr/lib/extension-release.d/extension-release.jq"
     content: bytes
     mode: int = 0o644
+    xattrs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,11 @@ class StageRequest:
     include_top: tuple[str, ...] = ("usr", "opt")
     exclude: tuple[str, ...] = ()
     mtime: int = 0
+    etc: str = "error"
+    # The base's users and groups (name, id), when it has a passwd/group: names are mapped.
+    users: tuple[tuple[str, int], ...] | None = None
+    groups: tuple[tuple[str, int], ...] | None = None
+    required: tuple[tuple[str, str], ...] = ()  # (path, why) that must be in the image
 
 
 @dataclass(frozen=True)
@@ -55,10 +61,23 @@ async def stage_tree(request: StageRequest, tools: SysextTools, code: SandboxCod
         "include_top": list(request.include_top),
         "exclude": list(request.exclude),
         "extra_files": [
-            {"path": g.path, "source": f"generated/{i}", "mode": f"{g.mode:04o}"}
+            {
+                "path": g.path,
+                "source": f"generated/{i}",
+                "mode": f"{g.mode:04o}",
+                "xattrs": dict(g.xattrs),
+            }
             for i, g in enumerate(request.generated)
         ],
         "mtime": request.mtime,
+        "name": request.name,
+        "etc": request.etc,
+        "ownership": (
+            {"users": dict(request.users), "groups": dict(request.groups or ())}
+            if request.users is not None
+            else None
+        ),
+        "required": [{"path": p, "why": w} for p, w in request.required],
     }
     spec_digest = await Get(
         Digest,
@@ -76,6 +95,7 @@ async def stage_tree(request: StageRequest, tools: SysextTools, code: SandboxCod
             output_directories=["out"],
             env=tools.env(),
             level=LogLevel.INFO,
+            remote_cache_speculation_delay_millis=tools.speculation_delay_millis,
         ),
     )
     raise_for_failure(result, what=f"Staging the extension {request.name}")
@@ -119,6 +139,7 @@ async def pkginfo_tree(request: PkginfoRequest, tools: SysextTools, code: Sandbo
             output_directories=["out"],
             env=tools.env(),
             level=LogLevel.INFO,
+            remote_cache_speculation_delay_millis=tools.speculation_delay_millis,
         ),
     )
     raise_for_failure(result, what=f"Writing the package database of {request.name}")

@@ -23,6 +23,18 @@ class SysextSubsystem(Subsystem):
         ),
         advanced=True,
     )
+    remote_cache_speculation_delay = IntOption(
+        default=3000,
+        help=help_text(
+            """
+            With a remote cache on, how long (in milliseconds) the unpack, stage, validate and
+            squash steps wait for a remote cache hit before also running locally. These steps
+            are heavy, so a short wait for the cache usually beats running them; without a
+            remote cache the setting has no effect.
+            """
+        ),
+        advanced=True,
+    )
     squash_processors = IntOption(
         default=2,
         help=help_text(

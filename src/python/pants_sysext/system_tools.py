@@ -28,6 +28,7 @@ _TOOLS = {
 
 @dataclass(frozen=True)
 class SysextTools:
+    speculation_delay_millis: int
     python3: BinaryPath
     sqfstar: BinaryPath
     unsquashfs: BinaryPath
@@ -82,7 +83,7 @@ async def find_sysext_tools(subsystem: SysextSubsystem) -> SysextTools:
             f"`apt-get install {' '.join(packages)}` (the ./pants launcher does this when run "
             f"as root), or point `[sysext].search_path` at them."
         )
-    return SysextTools(**found)
+    return SysextTools(speculation_delay_millis=subsystem.remote_cache_speculation_delay, **found)
 
 
 def rules():

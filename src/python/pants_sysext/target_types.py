@@ -168,8 +168,9 @@ class BinpkgExcludeField(StringSequenceField):
     default = ()
     help = help_text(
         """
-        Atoms never to install from the binhost, even when a dependency asks for them (e.g. a
-        package you know the target OS provides in a way its package database does not show).
+        Atoms never to install from the binhost, as emerge's `--exclude`: a dependency on an
+        excluded package must then be satisfied by the base or a stacked extension, or
+        `generate-lockfiles` fails saying it was excluded.
         """
     )
 
@@ -592,6 +593,131 @@ class PkginfoField(BoolField):
     )
 
 
+class EtcPolicyField(StringField):
+    alias = "etc"
+    default = "error"
+    valid_choices = ("error", "drop", "relocate")
+    help = help_text(
+        """
+        What to do with `/etc` content of the packages, which systemd-sysext cannot merge:
+        `error` (the default) lists it and fails; `drop` leaves it out; `relocate` moves it to
+        `/usr/share/NAME/etc/…` and writes `/usr/lib/tmpfiles.d/NAME.conf` so that
+        `systemd-tmpfiles` creates the directories (`d`, with their modes and owners) and
+        copies the files (`C`) and links (`L`) into `/etc` at boot, as Flatcar's mangle scripts
+        do by hand. Files already in `/etc` are not overwritten.
+        """
+    )
+
+
+STRIP_PRESETS = {
+    "docs": ("/usr/share/doc", "/usr/share/info", "/usr/share/gtk-doc"),
+    "man": ("/usr/share/man",),
+    "headers": ("/usr/include",),
+    "static-libs": ("/usr/lib*/*.a", "/usr/lib*/*.la", "/opt/*.a", "/opt/*.la"),
+    "debug": ("/usr/lib/debug", "/usr/src/debug", "*.debug"),
+    "keep-markers": ("*/.keep", "*/.keep_*"),
+    "pkgconfig": ("/usr/lib*/pkgconfig", "/usr/share/pkgconfig"),
+}
+
+
+class StripField(StringSequenceField):
+    alias = "strip"
+    default = ()
+    valid_choices = tuple(STRIP_PRESETS)
+    help = help_text(
+        f"""
+        Named sets of files to leave out of the image: {", ".join(f"`{k}`" for k in STRIP_PRESETS)}.
+        Off by default.
+        """
+    )
+
+
+class RemoveField(StringSequenceField):
+    alias = "remove"
+    default = ()
+    help = help_text(
+        """
+        Paths or globs (`fnmatch`, absolute) to delete from the staged tree, each covering
+        everything below it, e.g. `["/usr/bin/containerd-stress", "/usr/share/docker/contrib"]`.
+        Like `exclude`, but meant for files inside `/usr` and `/opt`.
+        """
+    )
+
+
+class AddFilesField(DictStringToStringField):
+    alias = "add_files"
+    help = help_text(
+        """
+        Files from the repository to add to the image: `{"/usr/lib/systemd/system/x.service":
+        "x.service"}` maps an image path (under `/usr` or `/opt`) to a file relative to this
+        BUILD file. Added files are root-owned, 0755 if the source is executable, else 0644.
+        """
+    )
+
+
+class EnableUnitsField(StringSequenceField):
+    alias = "enable_units"
+    default = ()
+    help = help_text(
+        """
+        systemd units of the image to start when it is merged, through `Upholds=` drop-ins as
+        Flatcar does: a `.socket` goes into `sockets.target.d/10-UNIT.conf`, a `.timer` into
+        `timers.target.d/`, anything else into `multi-user.target.d/`. The unit must be in the
+        image under `/usr/lib/systemd/system/`.
+        """
+    )
+
+
+class MangleField(StringField):
+    alias = "mangle"
+    help = help_text(
+        """
+        Address of a `file` target with a bash script run over the staged tree, like Flatcar's
+        `sysext_mangle_*` scripts: it is called as `bash SCRIPT ROOT` in a sandbox, may add,
+        change and delete files under ROOT, and its result goes through the same validation.
+        Existing files keep their owners and xattrs; new files are owned by root.
+        """
+    )
+
+
+class AllowMissingLibrariesField(StringSequenceField):
+    alias = "allow_missing_libraries"
+    default = ()
+    help = help_text(
+        """
+        Sonames (`libfoo.so.1`) or `PATH:SONAME` pairs (`/usr/bin/x:libfoo.so.1`) that may stay
+        unresolved: deliberate exceptions to the check that every ELF file's `DT_NEEDED`
+        resolves inside the extension, the base or a stacked extension.
+        """
+    )
+
+
+class ShadowField(StringField):
+    alias = "shadow"
+    default = "warn"
+    valid_choices = ("warn", "error")
+    help = help_text(
+        """
+        What to do when the image has a file at a path where the `base` has one (the image's
+        file would hide the base's): `warn` (the default) or `error`.
+        """
+    )
+
+
+class NameMismatchField(StringField):
+    alias = "name_mismatch"
+    default = "error"
+    valid_choices = ("error", "xattr", "warn")
+    help = help_text(
+        """
+        What to do when the image's file name (from `output_path`) is not `NAME.raw`, e.g. a
+        versioned `docker-24.0.9-x86-64.raw`: systemd-sysext refuses such an image ("No medium
+        found") unless its release file carries the xattr `user.extension-release.strict=0`.
+        `error` (the default) refuses to build; `xattr` sets that xattr; `warn` builds it as is.
+        """
+    )
+
+
 class SysextOutputPathField(OutputPathField):
     help = help_text(
         """
@@ -625,6 +751,15 @@ class SysextImageTarget(Target):
         ImageBaseField,
         BaseExtensionsField,
         PkginfoField,
+        EtcPolicyField,
+        StripField,
+        RemoveField,
+        AddFilesField,
+        EnableUnitsField,
+        MangleField,
+        AllowMissingLibrariesField,
+        ShadowField,
+        NameMismatchField,
     )
     help = help_text(
         """
@@ -636,24 +771,8 @@ class SysextImageTarget(Target):
         """
     )
 
-    def validate(self) -> None:
-        if self[VersionIdField].value and self[SysextLevelField].value:
-            raise InvalidFieldException(
-                f"The target {self.address} sets both `version_id` and `sysext_level`: set one."
-            )
-        name = self[ExtensionNameField].value_or_default(self.address)
-        output = self[SysextOutputPathField].value_or_default_for(name)
-        if os.path.basename(output) != f"{name}.raw":
-            raise InvalidFieldException(
-                f"The `output_path` of target {self.address} is {output!r}, but its file name "
-                f"must be `{name}.raw` to match `extension-release.{name}`: systemd-sysext "
-                f"refuses images whose file name differs from the release file's NAME."
-            )
-        if not _EXTENSION_NAME_RE.match(name):
-            raise InvalidFieldException(
-                f"The target name of {self.address} is not a valid extension name; set "
-                f"`extension_name` to letters, digits and `_.+-`."
-            )
+    # Field combinations are checked when the target is built (see `tree.py`), not here: a
+    # target-level error would break every build that lists all targets (stacking does).
 
 
 def target_types():

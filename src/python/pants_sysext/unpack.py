@@ -71,6 +71,7 @@ async def unpack_binpkg(
             output_directories=["out"],
             env=tools.env(tools.zstd, tools.lz4),
             level=LogLevel.INFO,
+            remote_cache_speculation_delay_millis=tools.speculation_delay_millis,
         ),
     )
     raise_for_failure(result, what=f"Unpacking {binpkg.filename} (from {binpkg.origin})")

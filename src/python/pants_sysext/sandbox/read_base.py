@@ -26,6 +26,28 @@ from pants_sysext.formats.errors import BinpkgError
 from pants_sysext.formats.vdb import read_vdb, vdb_to_json
 
 _OS_RELEASE = ("usr/lib/os-release", "etc/os-release")
+# Where a base keeps its users and groups: Flatcar's baselayout first, then /etc.
+_PASSWD = ("usr/share/baselayout/passwd", "etc/passwd")
+_GROUP = ("usr/share/baselayout/group", "etc/group")
+
+
+def parse_id_file(text: str) -> dict[str, int]:
+    """name → id from passwd(5)/group(5) lines."""
+    out = {}
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[0] and fields[2].isdigit():
+            out.setdefault(fields[0], int(fields[2]))
+    return out
+
+
+def _read_ids(root: str, candidates: tuple[str, ...]) -> dict[str, int] | None:
+    for rel in candidates:
+        path = os.path.join(root, rel)
+        if os.path.isfile(path) and not os.path.islink(path):
+            with open(path, encoding="utf-8", errors="replace") as f:
+                return parse_id_file(f.read())
+    return None
 _MAX_VDB_FILE = 16 * 1024 * 1024
 
 
@@ -60,7 +82,12 @@ def _read_root(root: str) -> dict:
                 os_release = parse_os_release(f.read())
             break
     packages = read_vdb(root)
-    return {"os_release": os_release, "packages": json.loads(vdb_to_json(packages))}
+    return {
+        "os_release": os_release,
+        "packages": json.loads(vdb_to_json(packages)),
+        "users": _read_ids(root, _PASSWD),
+        "groups": _read_ids(root, _GROUP),
+    }
 
 
 def _safe_member(name: str) -> str | None:
@@ -70,7 +97,7 @@ def _safe_member(name: str) -> str | None:
     parts = name.split("/")
     if any(p in ("", ".", "..") for p in parts):
         return None
-    if name.startswith("var/db/pkg/") or name in _OS_RELEASE:
+    if name.startswith("var/db/pkg/") or name in _OS_RELEASE + _PASSWD + _GROUP:
         return name
     return None
 
@@ -97,7 +124,7 @@ def _extract_tar(path: str, dest: str, tools: dict[str, str]) -> None:
 def _extract_squashfs(path: str, dest: str, unsquashfs: str) -> None:
     # Extract as plain files (no owners, no xattrs): this only reads the package database.
     cmd = [unsquashfs, "-no-xattrs", "-quiet", "-no-progress", "-d", os.path.join(dest, "x"),
-           path, "var/db/pkg", *_OS_RELEASE]
+           path, "var/db/pkg", *_OS_RELEASE, *_PASSWD, *_GROUP]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     extracted = os.path.join(dest, "x")
     if not os.path.isdir(os.path.join(extracted, "var/db/pkg")):

@@ -31,6 +31,7 @@ from pants_sysext.sandbox.manifest import (
     DIR,
     FILE,
     HARDLINK,
+    SYMLINK,
     ManifestEntry,
     open_tar_writer,
     read_manifest,
@@ -65,6 +66,27 @@ class ExtraFile:
     path: str
     source: str
     mode: int = 0o644
+    xattrs: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """The base OS's users and groups: names in packages are mapped to these ids."""
+
+    users: dict
+    groups: dict
+
+
+def tmpfiles_line(entry: ManifestEntry, source: str) -> str:
+    """A tmpfiles.d(5) line that recreates `entry` (relocated to `source`) under /etc."""
+    path = "/" + entry.path
+    if entry.type == DIR:
+        return f"d {path} {entry.mode:04o} {entry.uid} {entry.gid} -"
+    if entry.type == SYMLINK:
+        return f"L {path} - - - - {entry.linkname}"
+    # C copies the file (contents and mode) unless it exists; z then sets mode and owner on
+    # what C created, since the copy is made by root.
+    return f"C {path} - - - - /{source}\nz {path} {entry.mode:04o} {entry.uid} {entry.gid} -"
 
 
 def _tar_offsets(tar_path: str) -> Iterable[tuple[str, int]]:
@@ -110,8 +132,21 @@ def stage(
     exclude: tuple[str, ...] = (),
     extra_files: tuple[ExtraFile, ...] = (),
     mtime: int = 0,
+    name: str = "",
+    etc: str = "error",
+    ownership: Ownership | None = None,
+    required: tuple[tuple[str, str], ...] = (),
 ) -> list[ManifestEntry]:
+    """Merge `packages` into OUTDIR/staged.tar; see the module docstring.
+
+    etc: "error" (list /etc content as outside the image), "drop", or "relocate" (move it to
+    usr/share/NAME/etc and write usr/lib/tmpfiles.d/NAME.conf). `ownership` maps user and
+    group names to the base's ids. `required`: (path, why) pairs that must be in the result.
+    """
     patterns = tuple(_normalize_pattern(p) for p in exclude)
+    relocated: list[tuple[ManifestEntry, str]] = []  # (entry at its /etc path, new path)
+    renamed: dict[tuple[str, str], str] = {}
+    owner_problems: list[str] = []
     chosen: dict[str, tuple[ManifestEntry, _Source]] = {}
     conflicts: list[str] = []
     outside: dict[str, list[ManifestEntry]] = {}
@@ -122,10 +157,10 @@ def stage(
         tar_path = os.path.join(pkg.directory, "image.tar")
         with open(os.path.join(pkg.directory, "entries.jsonl"), encoding="utf-8") as f:
             entries = read_manifest(f)
-            for (name, offset), entry in zip(_tar_offsets(tar_path), entries):
-                if name != entry.path:
+            for (member_name, offset), entry in zip(_tar_offsets(tar_path), entries):
+                if member_name != entry.path:
                     raise StageError(
-                        f"{pkg.label}: image.tar and entries.jsonl disagree at {name!r} vs "
+                        f"{pkg.label}: image.tar and entries.jsonl disagree at {member_name!r} vs "
                         f"{entry.path!r}; the unpack step's output is corrupt"
                     )
                 entry = entry.with_package(pkg.label)
@@ -133,7 +168,19 @@ def stage(
                     files[(pkg.label, entry.path)] = (index, offset, entry)
                 if _excluded(entry.path, patterns):
                     continue
+                if ownership is not None:
+                    entry = _map_owner(entry, ownership, owner_problems)
                 top = entry.path.split("/", 1)[0]
+                if top == "etc" and etc == "drop":
+                    continue
+                if top == "etc" and etc == "relocate":
+                    if entry.path == "etc":
+                        continue
+                    new_path = f"usr/share/{name}/{entry.path}"
+                    relocated.append((entry, new_path))
+                    renamed[(entry.package, entry.path)] = new_path
+                    entry = replace(entry, path=new_path)
+                    top = "usr"
                 if top not in include_top:
                     outside.setdefault(top, []).append(entry)
                     continue
@@ -152,6 +199,14 @@ def stage(
                 )
 
     problems = []
+    if owner_problems:
+        problems.append(
+            "Files are owned by users or groups the base OS does not have:\n"
+            + "\n".join(f"  {p}" for p in owner_problems[:50])
+            + (f"\n  … and {len(owner_problems) - 50} more" if len(owner_problems) > 50 else "")
+            + "\nAdd them to the base (its passwd/group, e.g. usr/share/baselayout/) or fix the "
+            "package; ids that exist only on the build host must not reach the image."
+        )
     if outside:
         lines = []
         for top, entries in sorted(outside.items()):
@@ -166,6 +221,12 @@ def stage(
             f"ignore:\n" + "\n".join(lines) + f"\nDrop it explicitly with "
             f"`exclude=[{suggestion}]` on the sysext_image target (or move what is needed "
             f"under /usr)."
+            + (
+                "\nFor /etc, `etc=\"relocate\"` keeps it (under /usr/share/NAME/etc, copied to "
+                "/etc at boot by systemd-tmpfiles) and `etc=\"drop\"` leaves it out."
+                if "etc" in outside
+                else ""
+            )
         )
     if conflicts:
         problems.append(
@@ -175,6 +236,23 @@ def stage(
         )
     if problems:
         raise StageError("\n\n".join(problems))
+
+    if relocated:
+        lines = [
+            f"# Generated for the sysext {name}: /etc content of its packages, kept under",
+            f"# /usr/share/{name}/etc and copied into /etc at boot by systemd-tmpfiles.",
+        ]
+        for entry, new_path in sorted(relocated, key=lambda r: sort_key(r[0].path)):
+            if entry.type == HARDLINK:
+                target = renamed.get((entry.package, entry.linkname or ""), entry.linkname)
+                lines.append(tmpfiles_line(replace(entry, type=FILE), target or new_path))
+            else:
+                lines.append(tmpfiles_line(entry, new_path))
+        conf = os.path.join(outdir + ".tmpfiles", f"{name}.conf")
+        os.makedirs(os.path.dirname(conf), exist_ok=True)
+        with open(conf, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        extra_files = (*extra_files, ExtraFile(f"usr/lib/tmpfiles.d/{name}.conf", conf))
 
     # Generated files (the extension-release file) override nothing silently.
     for extra in extra_files:
@@ -195,6 +273,7 @@ def stage(
                 size=os.path.getsize(extra.source),
                 sha256=_hash_file(extra.source, "sha256"),
                 md5=_hash_file(extra.source, "md5"),
+                xattrs=extra.xattrs,
                 package=GENERATED,
             ),
             _Source(-1, file=extra.source),
@@ -228,14 +307,14 @@ def stage(
         if entry.type == HARDLINK:
             groups.setdefault((entry.package, entry.linkname or ""), []).append(path)
     for (package, target), links in groups.items():
-        target_chosen = chosen.get(target)
+        target_chosen = chosen.get(renamed.get((package, target), target))
         target_src = files.get((package, target))
         if target_src is None:
             raise StageError(f"{package}: hard link target /{target} not found in its image")
         target_index, target_offset, target_entry = target_src
         members = list(links)
         if target_chosen is not None and target_chosen[0].package == package:
-            members.append(target)
+            members.append(renamed.get((package, target), target))
         members.sort(key=sort_key)
         primary = members[0]
         for member in members:
@@ -267,6 +346,14 @@ def stage(
                     _Source(-1),
                 )
 
+    missing = [f"/{path} ({why})" for path, why in required if path not in chosen]
+    if missing:
+        raise StageError(
+            "The image lacks files its target needs:\n"
+            + "\n".join(f"  {m}" for m in missing)
+            + "\nAdd them (a package, `add_files`) or drop the setting that needs them."
+        )
+
     os.makedirs(outdir, exist_ok=True)
     tars = [open(os.path.join(p.directory, "image.tar"), "rb") for p in packages]
     result = []
@@ -293,6 +380,27 @@ def stage(
     return result
 
 
+def _map_owner(entry: ManifestEntry, ownership: Ownership, problems: list[str]) -> ManifestEntry:
+    uid, gid = entry.uid, entry.gid
+    if entry.uname:
+        if entry.uname in ownership.users:
+            uid = ownership.users[entry.uname]
+        elif entry.uname != "root" or entry.uid != 0:
+            problems.append(f"/{entry.path} ({entry.package}): user {entry.uname!r} (uid {entry.uid})")
+    elif uid != 0 and uid not in ownership.users.values():
+        problems.append(f"/{entry.path} ({entry.package}): uid {uid}, which the base has no user for")
+    if entry.gname:
+        if entry.gname in ownership.groups:
+            gid = ownership.groups[entry.gname]
+        elif entry.gname != "root" or entry.gid != 0:
+            problems.append(f"/{entry.path} ({entry.package}): group {entry.gname!r} (gid {entry.gid})")
+    elif gid != 0 and gid not in ownership.groups.values():
+        problems.append(f"/{entry.path} ({entry.package}): gid {gid}, which the base has no group for")
+    if (uid, gid) == (entry.uid, entry.gid):
+        return entry
+    return replace(entry, uid=uid, gid=gid)
+
+
 def _hash_file(path: str, algorithm: str) -> str:
     h = hashlib.new(algorithm)
     with open(path, "rb") as f:
@@ -315,10 +423,23 @@ def main(argv: list[str] | None = None) -> int:
             include_top=tuple(spec.get("include_top", ("usr", "opt"))),
             exclude=tuple(spec.get("exclude", ())),
             extra_files=tuple(
-                ExtraFile(e["path"], e["source"], int(e.get("mode", "0644"), 8))
+                ExtraFile(
+                    e["path"],
+                    e["source"],
+                    int(e.get("mode", "0644"), 8),
+                    tuple((k, v.encode()) for k, v in sorted(e.get("xattrs", {}).items())),
+                )
                 for e in spec.get("extra_files", ())
             ),
             mtime=int(spec.get("mtime", 0)),
+            name=spec.get("name", ""),
+            etc=spec.get("etc", "error"),
+            ownership=(
+                Ownership(spec["ownership"]["users"], spec["ownership"]["groups"])
+                if spec.get("ownership")
+                else None
+            ),
+            required=tuple((r["path"], r["why"]) for r in spec.get("required", ())),
         )
     except StageError as e:
         print(f"error: {e}", file=sys.stderr)
