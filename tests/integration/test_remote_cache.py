@@ -53,18 +53,22 @@ class BuildGrid:
 
 @pytest.fixture(scope="module")
 def buildgrid(tmp_path_factory) -> Iterator[BuildGrid]:
-    """BuildGrid on a free port of 127.0.0.1 for this module; stopped whatever happens."""
-    run_dir = tmp_path_factory.mktemp("buildgrid")
+    """The BuildGrid server `.ci/run` started (its run dir in PANTS_SYSEXT_BUILDGRID_RUN_DIR),
+    or, outside CI, one on a free port of 127.0.0.1 for this module; stopped whatever happens."""
+    shared = os.environ.get("PANTS_SYSEXT_BUILDGRID_RUN_DIR")
+    run_dir = Path(shared) if shared else tmp_path_factory.mktemp("buildgrid")
     env = {**os.environ, "BUILDGRID_RUN_DIR": str(run_dir), "BUILDGRID_PORT": "0"}
     server = BuildGrid(address="", run_dir=run_dir)
     try:
         # The first use creates the BuildGrid venv (pip install, ~25 s); later ones start at once.
+        # `start` on a running server only prints its address.
         proc = subprocess.run(
             [str(SERVER_SH), "start"], env=env, capture_output=True, text=True, timeout=600
         )
         assert proc.returncode == 0, f"server.sh start failed:\n{proc.stdout}\n{proc.stderr}"
         server.address = proc.stdout.strip().splitlines()[-1]
         assert server.address.startswith("grpc://127.0.0.1:"), proc.stdout
+        assert server.running(), server.log()
         yield server
     finally:
         server.stop()
