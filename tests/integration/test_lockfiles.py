@@ -948,3 +948,37 @@ def test_stacked_extensions_merged_by_systemd_sysext_run_jq(stack: Stack, tmp_pa
     assert "Using extensions 'jq-stacked'." in proc.stderr + out, proc.stderr
     assert "libonig.so.5: cannot open shared object file" in out, out
     assert "jq failed:" in out, out
+
+
+# -- the Packages header `URI` ------------------------------------------------------------------
+
+
+def test_index_uri_header_points_at_where_the_packages_are(env: Env) -> None:
+    """A binhost whose `Packages` says `URI: …` keeps its binpkgs there: the lock pins those
+    URLs, and `package` downloads from them."""
+    repo = env.copy("uri-header")
+    index_only = repo / "third_party_index"
+    index_only.mkdir()
+    text = (FIXTURE_BINHOST / "Packages").read_text()
+    header, rest = text.split("\n\n", 1)
+    (index_only / "Packages").write_text(f"{header}\nURI: {env.server.url}/binhost\n\n{rest}")
+    (repo / "extensions/jq-uri").mkdir()
+    (repo / "extensions/jq-uri/BUILD").write_text(
+        'binpkg_set(name="pkgs", packages=["app-misc/jq"], binhost="//third_party_index",\n'
+        '           base="3rdparty/bases:fixture")\n'
+        'sysext_image(name="jq-uri", packages=[":pkgs"], base="3rdparty/bases:fixture")\n'
+    )
+    before = len(env.server.gets())
+    run = run_pants(repo, "generate-lockfiles", "--resolve=pkgs", store=env.fresh_store("uri-gen"))
+    assert run.returncode == 0, run.output
+    lock = _lock(repo / "extensions/jq-uri/pkgs.lock.json")
+    assert [p["url"] for p in lock["packages"]] == [
+        f"{env.server.url}/binhost/{JQ_PATH}",
+        f"{env.server.url}/binhost/{ONIG_PATH}",
+    ]
+    run = run_pants(repo, "package", "extensions/jq-uri:jq-uri", store=env.fresh_store("uri-pkg"))
+    assert run.returncode == 0, run.output
+    fetched = env.server.gets()[before:]
+    assert fetched.count(f"/binhost/{JQ_PATH}") == 2  # hashed for the lock, then downloaded
+    assert fetched.count(f"/binhost/{ONIG_PATH}") == 2
+    assert "/usr/bin/jq" in _files(repo / "dist/extensions.jq-uri/jq-uri.raw")

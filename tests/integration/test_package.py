@@ -264,3 +264,29 @@ def test_binpkg_files_and_http_sources_give_the_same_image(scratch, built: Build
         assert not (repo / "dist/extensions.jq-files").exists()
     finally:
         server.shutdown()
+
+
+def test_a_different_sqfstar_at_the_same_path_does_not_reuse_images(scratch) -> None:
+    """The version of each tool is part of its steps' cache keys, not just its path."""
+    repo, store = scratch
+    tools = repo.parent / "tools"
+    tools.mkdir()
+    wrapper = tools / "sqfstar"
+
+    def install(build: str) -> None:
+        wrapper.write_text(
+            "#!/bin/sh\n"
+            f'if [ "$1" = "-version" ]; then /usr/bin/sqfstar -version; echo "{build}"; exit 0; fi\n'
+            'exec /usr/bin/sqfstar "$@"\n'
+        )
+        wrapper.chmod(0o755)
+
+    search_path = f'--sysext-search-path=["{tools}", "/usr/bin", "/bin", "/usr/sbin", "/sbin"]'
+    install("local build 1")
+    first = run_pants(repo, search_path, "package", JQ, store=store)
+    assert first.returncode == 0, first.output
+    assert "Squashing jq.raw" in first.steps
+    install("local build 2")
+    second = run_pants(repo, search_path, "package", JQ, store=store)
+    assert second.returncode == 0, second.output
+    assert second.steps == ["Squashing jq.raw"], second.output

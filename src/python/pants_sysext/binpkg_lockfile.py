@@ -39,9 +39,12 @@ class LockedBinpkg:
     repo: str | None = None
     chost: str | None = None
     why: tuple[str, ...] = ()
+    # Set when the binhost's index names another location for its packages (header `URI`).
+    url: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
+            "url": self.url,
             "cpv": self.cpv,
             "build_id": self.build_id,
             "path": self.path,
@@ -77,6 +80,7 @@ class LockedBinpkg:
             repo=data.get("repo"),
             chost=data.get("chost"),
             why=tuple(data.get("why", ())),
+            url=data.get("url"),
         )
 
     def as_index_values(self) -> dict[str, str]:

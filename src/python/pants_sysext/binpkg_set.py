@@ -149,8 +149,8 @@ async def _from_lockfile(address: Address) -> list[BinpkgFile]:
     lock.check_inputs(context.inputs, path=path)
     binhost = lock.inputs.binhost
     out = []
-    if is_url(binhost):
-        urls = [binpkg_url(binhost, p.path) for p in lock.packages]
+    if is_url(binhost) or any(p.url for p in lock.packages):
+        urls = [p.url or binpkg_url(binhost, p.path) for p in lock.packages]
         requests = [DownloadFile(url, FileDigest(p.sha256, p.size)) for url, p in zip(urls, lock.packages)]
         try:
             digests = await MultiGet(Get(Digest, DownloadFile, r) for r in requests)

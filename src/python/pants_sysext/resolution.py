@@ -258,7 +258,10 @@ async def resolve_binpkg_set_lock(request: ResolveBinpkgSetRequest) -> ResolvedL
     for resolved in resolution.packages:
         record = resolved.record
         entries.append(by_key[(record.cpv, record.build_id)])
-    hashes = await Get(BinpkgHashes, BinpkgHashesRequest(binhost.location, tuple(entries)))
+    # Portage's `URI` header: the packages live elsewhere than the index.
+    packages_uri = binhost.index.header_value("URI")
+    packages_location = packages_uri.rstrip("/") if packages_uri else binhost.location
+    hashes = await Get(BinpkgHashes, BinpkgHashesRequest(packages_location, tuple(entries)))
     locked = []
     for resolved, entry in zip(resolution.packages, entries):
         sha256, size = hashes.get(entry.path)
@@ -279,6 +282,7 @@ async def resolve_binpkg_set_lock(request: ResolveBinpkgSetRequest) -> ResolvedL
                 repo=entry.get("REPO"),
                 chost=entry.get("CHOST"),
                 why=tuple(resolved.why),
+                url=f"{packages_location}/{entry.path}" if packages_uri else None,
             )
         )
     satisfied = tuple(
