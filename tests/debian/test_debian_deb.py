@@ -513,3 +513,20 @@ def test_odd_member_padding(tmp_path) -> None:
     data[at : at + 1] = b"X"
     check_refused(write(tmp_path / "x.deb", bytes(data)), r"padding byte", "_odd",
                   dpkg_refuses=False)
+
+
+@pytest.mark.parametrize(
+    "entries, match, tar_name",
+    [
+        ([d("./"), f("./control", CONTROL.encode()), f("/etc/cron.d/x")], r"absolute name",
+         "/etc/cron.d/x"),
+        ([d("./"), f("./control", CONTROL.encode()), f("./../postinst")], r"'..' component",
+         "./../postinst"),
+        ([d("./"), sym("./control", "/etc/passwd")], r"no `control` file", None),
+    ],
+)
+def test_hostile_control_entries(tmp_path, entries, match, tar_name) -> None:
+    path = write(tmp_path / "x.deb", deb_bytes(control_tar=compress(tar_bytes(entries), "xz")))
+    with pytest.raises(BinpkgError, match=match) as info:
+        read_deb_info(path)
+    assert info.value.member == "control.tar.xz" + (f":{tar_name}" if tar_name else "")

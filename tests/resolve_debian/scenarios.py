@@ -201,6 +201,13 @@ SCENARIOS: Dict[str, Dict[str, Any]] = {
         "expect": {"app": "1", "second": "1", "other": "1"},
         "apt": "same",
     },
+    "alternatives: Pre-Depends come first": {
+        "candidates": [S("app", "1", Depends="first | second", Pre_Depends="setup"),
+                       S("first", "1"), S("second", "1"), S("setup", "1", Depends="second")],
+        "requested": ["app"],
+        "expect": {"app": "1", "second": "1", "setup": "1"},
+        "apt": "same",
+    },
     "alternatives: one whose dependencies fail is passed over": {
         "candidates": [S("app", "1", Depends="deep | fallback"),
                        S("deep", "1", Depends="mid"), S("mid", "1", Depends="missing"),
@@ -233,7 +240,7 @@ SCENARIOS: Dict[str, Dict[str, Any]] = {
         "error": (UnsatisfiableRelationError, [
             "cannot satisfy any alternative of first (>= 2) | second (Depends of app 1):",
             "first (>= 2):", "first 1 (amd64): version 1 does not satisfy >= 2",
-            "second: its dependencies fail: cannot satisfy missing (Depends of second 1)",
+            "second: cannot be installed: cannot satisfy missing (Depends of second 1)",
         ]),
         "apt": "same",
     },
@@ -415,6 +422,18 @@ SCENARIOS: Dict[str, Dict[str, Any]] = {
         "requested": ["virt"],
         "expect": {"impl": "1"},
         "apt": "same",
+    },
+    "virtual: requested with one of its several providers": {
+        "candidates": [S("impl-a", "1", Provides="mta"), S("impl-b", "1", Provides="mta"),
+                       S("app", "1", Depends="mta")],
+        "requested": ["app", "impl-b", "mta"],
+        "expect": {"app": "1", "impl-b": "1"},
+    },
+    "virtual: a provider's version that another relation rejects is retried": {
+        "candidates": [S("app", "1", Depends="virt, impl (<< 2)"),
+                       S("impl", "1", Provides="virt"), S("impl", "2", Provides="virt")],
+        "requested": ["app"],
+        "expect": {"app": "1", "impl": "1"},
     },
     "virtual: requested, several providers": {
         "candidates": [S("impl-a", "1", Provides="virt"), S("impl-b", "1", Provides="virt")],

@@ -13,6 +13,7 @@ stanzas apt-cache shows on this machine as the archive.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 from debian.deb822 import Deb822, PkgRelation
 
 from pants_sysext.resolve.debian_resolver import (
+    ConflictError,
     DebRecord,
     ReplacesInstalledError,
     parse_dpkg_status,
@@ -219,3 +221,42 @@ def test_render_stanzas_round_trip() -> None:
     assert record.depends == "b"
     assert record.get("SHA256") == "0" * 64
     assert record.get("Description") == "one\n two"
+
+
+# -- The whole Debian archive this machine knows ----------------------------------------------
+
+BIG_REQUEST = ("gnome-core", "libreoffice-writer")
+
+
+@pytest.fixture(scope="module")
+def debian_archive() -> str:
+    """Every package apt knows on this machine (`apt-cache dumpavail`: one stanza per package)."""
+    if shutil.which("apt-cache") is None:
+        pytest.skip("apt-cache is not installed")
+    run = subprocess.run(["apt-cache", "dumpavail"], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"})
+    names = set(re.findall(r"^Package: (\S+)$", run.stdout, re.MULTILINE))
+    if run.returncode != 0 or not names.issuperset(BIG_REQUEST):
+        pytest.skip(f"apt-cache dumpavail does not list {' and '.join(BIG_REQUEST)}; run "
+                    f"`apt-get update` to fetch the Debian package lists")
+    return run.stdout
+
+
+def test_big_request_on_the_whole_archive(tmp_path: Path, debian_archive: str,
+                                          machine_status: str) -> None:
+    """Hundreds of packages, every rule at once: the same new packages as apt."""
+    archive = parse_packages_file(debian_archive)
+    base = parse_dpkg_status(machine_status)
+    apt = apt_install(tmp_path, debian_archive, machine_status, list(BIG_REQUEST))
+    try:
+        resolution = resolve(list(BIG_REQUEST), archive, installed=base)
+    except (ReplacesInstalledError, ConflictError) as e:
+        # Only where apt upgrades or removes a package of the base.
+        assert apt.upgrades or apt.removes, f"{e}\n\n{apt.output}"
+        return
+    assert apt.returncode == 0, apt.output
+    ours = {p.record.package: p.record.version for p in resolution.packages}
+    assert ours == apt.new
+    assert len(ours) > 100 or not set(BIG_REQUEST) - {r.package for r in base}
+    # What apt would upgrade on top is the base's business, not the extension's.
+    assert not set(apt.upgrades) & set(ours)

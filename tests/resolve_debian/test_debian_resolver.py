@@ -164,6 +164,14 @@ def test_jq_on_another_architecture() -> None:
         resolve(["jq"], _records(archive), installed=_records(base))
 
 
+def test_a_deep_dependency_chain() -> None:
+    depth = 3000  # deeper than Python's recursion limit
+    archive = [DebRecord(f"p{i}", "1", "amd64", depends=f"p{i + 1}" if i < depth else "")
+               for i in range(depth + 1)]
+    resolution = resolve(["p0"], archive)
+    assert len(resolution.packages) == depth + 1
+
+
 # -- Errors -----------------------------------------------------------------------------------
 
 

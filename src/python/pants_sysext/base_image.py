@@ -66,6 +66,8 @@ class BaseImage:
     packages_json: str  # the `packages` part of base.json, as vdb_to_json wrote it
     users: tuple[tuple[str, int], ...] | None = None  # from the base's passwd, if it has one
     groups: tuple[tuple[str, int], ...] | None = None
+    merged_usr: bool = False  # /bin, /lib, … are symlinks into /usr
+    kind: str = "vdb"  # the package database: Portage's VDB, or dpkg's status
 
     @property
     def lock_fingerprint(self) -> str:
@@ -105,6 +107,8 @@ async def read_base_image(
                     *(
                         f"{root}/{p}"
                         for p in (
+                            "var/lib/dpkg/status",
+                            "var/lib/dpkg/info/*.list",
                             "usr/lib/os-release",
                             "etc/os-release",
                             "usr/share/baselayout/passwd",
@@ -117,10 +121,14 @@ async def read_base_image(
                 glob_match_error_behavior=GlobMatchErrorBehavior.ignore,
             ),
         )
-        if not any(f.startswith(f"{root}/var/db/pkg/") for f in snapshot.files):
+        if not any(
+            f.startswith(f"{root}/var/db/pkg/") or f == f"{root}/var/lib/dpkg/status"
+            for f in snapshot.files
+        ):
             raise SysextBaseError(
-                f"{request.address}: `root` is {root}, which holds no var/db/pkg/CATEGORY/PF "
-                f"entries. Point it at a directory holding the base's Portage package database."
+                f"{request.address}: `root` is {root}, which holds neither var/db/pkg/CATEGORY/PF "
+                f"entries nor var/lib/dpkg/status. Point it at a directory holding the base's "
+                f"package database (Portage's or dpkg's)."
             )
         argv_tail = ["root", root, "base.json"]
         input_digest = snapshot.digest
@@ -197,6 +205,8 @@ async def read_base_image(
         packages_json=packages_json,
         users=tuple(sorted(base["users"].items())) if base.get("users") is not None else None,
         groups=tuple(sorted(base["groups"].items())) if base.get("groups") is not None else None,
+        merged_usr=bool(base.get("merged_usr")),
+        kind=base.get("kind", "vdb"),
     )
 
 

@@ -55,8 +55,8 @@ async def package_sysext_image(field_set: SysextImageFieldSet) -> BuiltPackage:
         ),
         *(BuiltPackageArtifact(path) for path, _ in outputs[1:]),
         *(
-            BuiltPackageArtifact(os.path.join(os.path.dirname(output_path), f"{name}_{kind}.txt"))
-            for kind in ("packages", "contents", "disk_usage")
+            BuiltPackageArtifact(os.path.join(os.path.dirname(output_path), path))
+            for path in sorted(tree.report_files)
         ),
     ]
     return BuiltPackage(digest, tuple(artifacts))

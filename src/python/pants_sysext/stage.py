@@ -37,6 +37,7 @@ class StageRequest:
     users: tuple[tuple[str, int], ...] | None = None
     groups: tuple[tuple[str, int], ...] | None = None
     required: tuple[tuple[str, str], ...] = ()  # (path, why) that must be in the image
+    merged_usr: bool = False  # move /bin, /sbin, /lib* under /usr first (a merged-usr base)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ async def stage_tree(request: StageRequest, tools: SysextTools, code: SandboxCod
             else None
         ),
         "required": [{"path": p, "why": w} for p, w in request.required],
+        "merged_usr": request.merged_usr,
     }
     spec_digest = await Get(
         Digest,

@@ -34,17 +34,17 @@ from pants_sysext.extension_release import (
 # binpkg_set
 # -----------------------------------------------------------------------------------------------
 
-BINPKG_FILE_EXTENSIONS = (".gpkg.tar", ".tbz2", ".xpak")
+BINPKG_FILE_EXTENSIONS = (".gpkg.tar", ".tbz2", ".xpak", ".deb")
 
 
 class BinpkgSourcesField(MultipleSourcesField):
     alias = "sources"
     default = ()
-    expected_file_extensions: ClassVar[tuple[str, ...]] = (".tar", ".tbz2", ".xpak")
+    expected_file_extensions: ClassVar[tuple[str, ...]] = (".tar", ".tbz2", ".xpak", ".deb")
     help = help_text(
         """
-        Portage binary package files in this repository, relative to this BUILD file: GPKG
-        (`*.gpkg.tar`) or XPAK (`*.tbz2`, `*.xpak`). Globs are allowed.
+        Binary package files in this repository, relative to this BUILD file: Portage GPKG
+        (`*.gpkg.tar`) or XPAK (`*.tbz2`, `*.xpak`), or Debian `*.deb`. Globs are allowed.
 
         The format and compression are read from the file's content, not its name.
         """

@@ -40,7 +40,11 @@ from pants.util.logging import LogLevel
 
 from pants_sysext.base_image import BaseImage, BaseImageRequest
 from pants_sysext.binpkg_types import BinpkgSet, BinpkgSetRequest
-from pants_sysext.extension_release import ExtensionRelease, architecture_from_chost
+from pants_sysext.extension_release import (
+    ExtensionRelease,
+    architecture_from_chost,
+    architecture_from_keyword,
+)
 from pants_sysext.process_util import SysextBuildError, raise_for_failure
 from pants_sysext.resolution import StackedPackages, StackedPackagesRequest
 from pants_sysext.sandbox_code import SandboxCode
@@ -121,6 +125,17 @@ def resolve_architecture(
     """The extension's ARCHITECTURE: the packages' (from CHOST), checked against the field."""
     by_arch: dict[str, list[str]] = {}
     for pkg in packages:
+        if pkg.info.get("format") == "deb":
+            deb_arch = pkg.text("Architecture") or "all"
+            arch = None if deb_arch == "all" else architecture_from_keyword(deb_arch)
+            if deb_arch != "all" and arch is None:
+                raise ArchitectureMismatchError(
+                    f"{address}: {pkg.cpv} is for the Debian architecture {deb_arch}, which maps "
+                    f"to no systemd architecture; set `architecture` explicitly."
+                )
+            if arch:
+                by_arch.setdefault(arch, []).append(pkg.cpv)
+            continue
         chost = pkg.text("CHOST")
         arch = architecture_from_chost(chost) if chost else None
         if chost and arch is None:
@@ -211,7 +226,8 @@ class SysextTree:
     release: ExtensionRelease
     packages: tuple[UnpackedBinpkg, ...]
     staged: StagedTree  # after mangling
-    reports: Digest  # NAME_packages.txt, NAME_contents.txt, NAME_disk_usage.txt
+    reports: Digest  # NAME_packages.txt, NAME_contents.txt, NAME_disk_usage.txt, …
+    report_files: tuple[str, ...]
     warnings: tuple[str, ...]
     mtime: int
 
@@ -392,6 +408,20 @@ async def build_sysext_tree(
                 f"`name_mismatch=\"xattr\"` to mark the release file as non-strict instead."
             )
 
+    # Debian maintainer scripts do not run for an extension: say which packages have them.
+    scripted = [
+        (p.cpv, p.text("MAINTAINER_SCRIPTS") or "")
+        for p in packages
+        if p.info.get("format") == "deb" and p.text("MAINTAINER_SCRIPTS")
+    ]
+    for label, scripts in scripted:
+        warnings.append(
+            f"{field_set.address}: {label} has maintainer scripts ({scripts.replace(' ', ', ')}) "
+            f"that do not run in an extension; provide what they set up (users through "
+            f"`usr/lib/sysusers.d/`, directories through `usr/lib/tmpfiles.d/`) with `add_files`."
+        )
+    maintainer_report = "".join(f"{label}: {scripts}\n" for label, scripts in scripted)
+
     generated = [GeneratedFile(release.path, release.render().encode(), xattrs=release_xattrs)]
     generated.extend(await _add_files(field_set))
     units = tuple(field_set.enable_units.value or ())
@@ -416,6 +446,7 @@ async def build_sysext_tree(
             required=tuple(
                 (f"usr/lib/systemd/system/{u}", f"`enable_units` starts {u}") for u in units
             ),
+            merged_usr=base.merged_usr if base else False,
         ),
     )
 
@@ -439,7 +470,13 @@ async def build_sysext_tree(
         ],
         "allow_missing_libraries": list(field_set.allow_missing_libraries.value or ()),
         "shadow": field_set.shadow.value or "warn",
-        "packages": [{"cpv": p.cpv, "repo": p.text("repository") or p.text("REPO")} for p in packages],
+        "packages": [
+            {
+                "cpv": p.cpv,
+                "repo": "debian" if p.info.get("format") == "deb" else (p.text("repository") or p.text("REPO")),
+            }
+            for p in packages
+        ],
     }
     inputs = [
         code.digest,
@@ -468,6 +505,12 @@ async def build_sysext_tree(
         Digest,
         DigestSubset(await Get(Digest, RemovePrefix(result.output_digest, "out")), PathGlobs([f"{name}_*.txt"])),
     )
+    if scripted:
+        extra = await Get(
+            Digest,
+            CreateDigest([FileContent(f"{name}_maintainer_scripts.txt", maintainer_report.encode())]),
+        )
+        reports = await Get(Digest, MergeDigests([reports, extra]))
     for warning in warnings:
         logger.warning(warning)
     return SysextTree(
@@ -477,6 +520,7 @@ async def build_sysext_tree(
         packages=packages,
         staged=staged,
         reports=reports,
+        report_files=tuple(sorted((await Get(Snapshot, Digest, reports)).files)),
         warnings=tuple(warnings),
         mtime=mtime,
     )

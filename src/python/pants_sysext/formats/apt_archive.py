@@ -374,7 +374,9 @@ def _check_relpath(path: str, *, what: str, source: str) -> str:
         or "\\" in path
         or not path.isprintable()
     ):
-        raise AptArchiveError(f"{source}: unsafe {what} {path!r} (want a relative path without '..')")
+        raise AptArchiveError(
+            f"{source}: unsafe {what} {path!r} (want a relative path without '..')"
+        )
     return path
 
 
@@ -411,7 +413,9 @@ def parse_release(data: str | bytes, *, source: str = "Release") -> Release:
     for line in stanza.lines("SHA256"):
         words = line.split()
         if len(words) != 3 or not _SHA256_HEX.fullmatch(words[0]) or not words[1].isdigit():
-            raise AptArchiveError(f"{source}: SHA256: malformed line {line!r} (want `hash size path`)")
+            raise AptArchiveError(
+                f"{source}: SHA256: malformed line {line!r} (want `hash size path`)"
+            )
         path = _check_relpath(words[2], what="path", source=source)
         if path in seen:
             raise AptArchiveError(f"{source}: SHA256: {path} is listed twice")
@@ -440,7 +444,9 @@ def _strip(value: str | None) -> str | None:
     return value.strip() if value is not None else None
 
 
-def check_release_dates(release: Release, *, now: datetime | None = None, source: str = "Release") -> None:
+def check_release_dates(
+    release: Release, *, now: datetime | None = None, source: str = "Release"
+) -> None:
     """Refuse a `Release` that expired (`Valid-Until` passed) or is dated in the future, as apt."""
     now = now or datetime.now(timezone.utc)
     valid_until = release.valid_until_time
@@ -509,7 +515,9 @@ def dearmor(text: str, *, source: str = "key") -> bytes:
             except (ValueError, binascii.Error):
                 raise AptArchiveError(f"{source}: corrupt armor checksum {checksum!r}") from None
             if _crc24(data) != want:
-                raise AptArchiveError(f"{source}: armor checksum mismatch: the key block is damaged")
+                raise AptArchiveError(
+                    f"{source}: armor checksum mismatch: the key block is damaged"
+                )
         out += data
     if not found:
         raise AptArchiveError(f"{source}: no `-----BEGIN {_PGP_PUBLIC_KEY_BLOCK}-----` block")
@@ -557,12 +565,29 @@ class _Verdict:
 
 
 def _judge_status(status: str) -> _Verdict:
-    """apt's rules (methods/gpgv.cc): one good signature with a strong digest is enough; a bad
-    signature anywhere, or none good, is a failure. Missing keys for other signatures are not."""
+    """apt's rules (methods/gpgv.cc), per signature (the lines after each `NEWSIG`).
+
+    A signature is good when gpgv says GOODSIG and VALIDSIG with a strong digest (not MD5, SHA1
+    or RIPEMD160) for it, and nothing against it. One good signature is enough: signatures by
+    keys not in the keyrings (NO_PUBKEY) or by expired or revoked keys are reported but ignored,
+    as Debian signs with several keys. A bad signature anywhere (BADSIG: the data was modified)
+    or corrupt armor is always a failure.
+    """
     good: list[str] = []
     problems: list[str] = []
-    goodsig = False
     fatal = False
+    block: list[tuple[str, list[str]]] = []
+
+    def judge_block() -> None:
+        keywords = {keyword for keyword, _ in block}
+        if "GOODSIG" not in keywords or keywords & {"EXPKEYSIG", "REVKEYSIG", "EXPSIG", "BADSIG"}:
+            return
+        for keyword, args in block:
+            if keyword == "VALIDSIG" and args:
+                digest = args[7] if len(args) > 7 else ""
+                if digest not in _WEAK_DIGESTS:
+                    good.append(args[9] if len(args) > 9 else args[0])
+
     for line in status.splitlines():
         if not line.startswith("[GNUPG:] "):
             continue
@@ -570,37 +595,33 @@ def _judge_status(status: str) -> _Verdict:
         if not words:
             continue
         keyword, args = words[0], words[1:]
-        if keyword == "GOODSIG":
-            goodsig = True
-        elif keyword == "VALIDSIG" and args:
-            digest = args[7] if len(args) > 7 else ""
-            if digest in _WEAK_DIGESTS:
-                problems.append(
-                    f"signature by {args[0]} uses the weak digest {_WEAK_DIGESTS[digest]}"
-                )
-            else:
-                good.append(args[-1] if len(args) >= 10 else args[0])
+        key = args[0] if args else "?"
+        if keyword == "NEWSIG":
+            judge_block()
+            block = []
+            continue
+        block.append((keyword, args))
+        if keyword == "VALIDSIG" and len(args) > 7 and args[7] in _WEAK_DIGESTS:
+            problems.append(f"signature by {key} uses the weak digest {_WEAK_DIGESTS[args[7]]}")
         elif keyword == "BADSIG":
             fatal = True
-            problems.append(f"BAD signature by key {args[0] if args else '?'} (BADSIG: the "
-                            "signed data was modified)")
+            problems.append(f"BAD signature by key {key} (BADSIG: the signed data was modified)")
         elif keyword == "NO_PUBKEY":
-            problems.append(f"no public key {args[0] if args else '?'} in the keyring(s) (NO_PUBKEY)")
+            problems.append(f"no public key {key} in the keyring(s) (NO_PUBKEY)")
         elif keyword == "EXPKEYSIG":
-            problems.append(f"signed by the expired key {args[0] if args else '?'} (EXPKEYSIG)")
+            problems.append(f"signed by the expired key {key} (EXPKEYSIG)")
         elif keyword == "REVKEYSIG":
-            problems.append(f"signed by the revoked key {args[0] if args else '?'} (REVKEYSIG)")
+            problems.append(f"signed by the revoked key {key} (REVKEYSIG)")
         elif keyword == "EXPSIG":
-            problems.append("the signature has expired (EXPSIG)")
+            problems.append(f"the signature by {key} has expired (EXPSIG)")
         elif keyword == "ERRSIG" and len(args) >= 6 and args[5] != "9":
-            problems.append(f"cannot check the signature by key {args[0]} (ERRSIG {args[5]})")
+            problems.append(f"cannot check the signature by key {key} (ERRSIG {args[5]})")
         elif keyword == "NODATA":
             problems.append("no signature found (NODATA)")
         elif keyword == "BADARMOR":
             fatal = True
             problems.append("corrupt armor (BADARMOR)")
-    if not goodsig:
-        good = []
+    judge_block()
     return _Verdict(good=tuple(good), problems=tuple(problems), fatal=fatal or not good)
 
 

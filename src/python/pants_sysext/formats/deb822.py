@@ -173,7 +173,7 @@ def format_field(name: str, value: str) -> str:
     for line in rest:
         if not line.strip():
             raise ValueError(f"field {name!r}: empty continuation line (write ' .' instead)")
-        if not line[0] in " \t":
+        if line[0] not in " \t":
             line = " " + line
         out.append(line + "\n")
     return "".join(out)

@@ -112,7 +112,9 @@ def iter_installed(data: StanzaSource, *, source: str = "status") -> Iterator[In
         for stanza in iter_stanzas(data, source=source, comments=False):
             package = (stanza.get("Package") or "").strip()
             if not package:
-                raise DpkgStatusError(source, "stanza without a Package field", lineno=stanza.lineno)
+                raise DpkgStatusError(
+                    source, "stanza without a Package field", lineno=stanza.lineno
+                )
             _, flag, state = _split_status(
                 stanza.get("Status"), source=source, lineno=stanza.lineno, package=package
             )
@@ -154,7 +156,9 @@ def iter_installed(data: StanzaSource, *, source: str = "status") -> Iterator[In
             except DpkgStatusError:
                 raise
             except Deb822Error as e:
-                raise DpkgStatusError(source, f"package {package!r}: {e.message}", lineno=stanza.lineno) from None
+                raise DpkgStatusError(
+                    source, f"package {package!r}: {e.message}", lineno=stanza.lineno
+                ) from None
             key = (package, architecture)
             if key in seen:
                 raise DpkgStatusError(

@@ -12,7 +12,10 @@ and only decides what apt decides around them.
 
 Like apt (`pkgDepCache::MarkInstall`, checked against `apt-get --simulate` in
 tests/resolve_debian/test_against_apt.py): every requested package is marked first, then their
-dependencies are installed depth first, Pre-Depends before Depends, each in field order. A
+dependencies are installed depth first, Pre-Depends before Depends, each in field order. The
+requests are taken in sorted order, virtual names last (apt takes the command line's order),
+so the result does not depend on the order of any input; a virtual name requested with
+several providers is an error, as in apt. A
 relation that a package already present (base, stacked extension) or already chosen satisfies
 is left alone. An `|` group takes the first alternative that is already satisfied, else the
 first one that can be installed; an alternative whose own dependencies fail, or that conflicts,
@@ -30,8 +33,8 @@ Replaces does not excuse a conflict.
 Unlike apt, on purpose (tests/resolve_debian/test_against_apt.py pins both behaviours): apt
 only ever considers a package's candidate version (the highest); here the highest version that
 satisfies the relation is taken (so `foo (<< 3)` gets foo 2 when foo 3 is in the archive too),
-and a version chosen for one relation that another one rejects is retried with a version that
-satisfies both. apt would upgrade a package of the base, or remove one that a new package
+a version chosen for one relation that another one rejects is retried with a version that
+satisfies both, and `name=version` needs no `=version` for the dependencies that follow. apt would upgrade a package of the base, or remove one that a new package
 conflicts with; for an extension these are errors (ReplacesInstalledError, ConflictError), and
 an `|` alternative that would need them is passed over. A requested package that the base has
 at a version satisfying the request is left alone even when the archive has a newer one.
@@ -558,6 +561,10 @@ class _Resolver:
         )
         if not self.requested:
             raise InvalidInputError("nothing requested: give at least one package name")
+        known = {r.package for r in candidates} | {r.package for r in installed} | {
+            r.package for records in stacked.values() for r in records}
+        # Virtual names last, so that a provider requested too is chosen before them.
+        self.requested.sort(key=lambda kv: (kv[1].name not in known, kv[0]))
 
         every = sorted((_Pkg(r, "candidate", architecture) for r in candidates), key=_ORDER)
         # Packages of another architecture are no candidates (they stay in error reports).
@@ -626,7 +633,7 @@ class _Resolver:
         # dependencies are resolved, request by request.
         marked = []
         for text, rel in self.requested:
-            pkg = self._relation(st, _Need((rel,), None, requested_as=text), rel, expand=False)
+            pkg = self._relation(st, _Need((rel,), None, requested_as=text), rel)
             if pkg is not None:
                 marked.append(pkg)
         for pkg in marked:
@@ -683,8 +690,9 @@ class _Resolver:
 
     # -- one relation -----------------------------------------------------------------------
 
-    def _relation(self, st: _State, need: _Need, rel: _Rel, expand: bool = True) -> _Pkg | None:
-        """Satisfy one relation; returns the package newly chosen for it, if any."""
+    def _relation(self, st: _State, need: _Need, rel: _Rel) -> _Pkg | None:
+        """Satisfy one relation; returns the package newly chosen for it, if any (its own
+        dependencies are the caller's to follow)."""
         found = self._present(rel)
         if found is not None:
             source, by = found
@@ -710,8 +718,6 @@ class _Resolver:
         st.choice_of[pkg.name] = need.choice
         st.note(pkg, rel, need)
         self._check_conflicts(st, pkg, need)
-        if expand:
-            self._expand(st, pkg)
         return pkg
 
     def _select(self, st: _State, need: _Need, rel: _Rel) -> _Pkg:
@@ -752,39 +758,49 @@ class _Resolver:
         """The error, or a retry without the alternative that led to it."""
         return error if need.choice is None else _Reject(need.choice, error)
 
-    def _expand(self, st: _State, pkg: _Pkg) -> None:
-        choice = st.choice_of[pkg.name]
-        for field_name, group in pkg.depends:
-            need = _Need(group, pkg, field=field_name, choice=choice)
+    def _expand(self, st: _State, root: _Pkg) -> None:
+        """Follow the dependencies of `root` depth first, as apt's MarkInstall recursion does
+        (with a stack of its own: dependency chains can be deeper than Python's recursion)."""
+        stack = [(root, iter(root.depends))]
+        while stack:
+            pkg, groups = stack[-1]
+            item = next(groups, None)
+            if item is None:
+                stack.pop()
+                continue
+            field_name, group = item
+            need = _Need(group, pkg, field=field_name, choice=st.choice_of[pkg.name])
             if len(group) == 1:
-                self._relation(st, need, group[0])
+                new = self._relation(st, need, group[0])
             else:
-                self._alternatives(st, need)
+                new = self._alternatives(st, need)
+            if new is not None:
+                stack.append((new, iter(new.depends)))
 
     # -- alternatives -----------------------------------------------------------------------
 
-    def _alternatives(self, st: _State, need: _Need) -> None:
+    def _alternatives(self, st: _State, need: _Need) -> _Pkg | None:
         group = need.group
         text = _render_group(group)
         # apt: an or-group that something installed or marked already satisfies is left alone.
         for rel in group:
             if self._present(rel) is not None or self._chosen(st, rel) is not None:
-                self._relation(st, _Need((rel,), need.parent, need.field, from_group=text,
-                                         choice=need.choice), rel)
-                return
+                return self._relation(st, _Need((rel,), need.parent, need.field,
+                                                from_group=text, choice=need.choice), rel)
         for index, rel in enumerate(group):
             choice = (need.needed_by, text, index)
             if choice in self._rejected or not self._available(rel):
                 continue
-            self._relation(st, _Need((rel,), need.parent, need.field, from_group=text,
-                                     choice=choice), rel)
-            return
+            return self._relation(st, _Need((rel,), need.parent, need.field, from_group=text,
+                                            choice=choice), rel)
         raise self._fail(need, self._unsatisfiable_alternatives(need, text))
 
     def _available(self, rel: _Rel) -> bool:
-        return any(_real_match(p, rel) and self._usable(p) for p in self.by_name.get(rel.name, ())) \
-            or any(_provide_match(p, rel) is not None and self._usable(p)
-                   for p in self.by_provided.get(rel.name, ()))
+        """Whether a candidate that is not excluded and replaces nothing satisfies `rel`."""
+        real = self.by_name.get(rel.name, ())
+        providers = self.by_provided.get(rel.name, ())
+        return (any(_real_match(p, rel) and self._usable(p) for p in real)
+                or any(_provide_match(p, rel) is not None and self._usable(p) for p in providers))
 
     # -- versions ---------------------------------------------------------------------------
 
@@ -793,7 +809,7 @@ class _Resolver:
         name = existing.name
         rels = [r for r, _ in st.pulled_by[name]] + [rel]
         together = [p for p in self.by_name.get(name, ())
-                    if self._usable(p) and all(_real_match(p, r) for r in rels)]
+                    if self._usable(p) and all(_matches(p, r) for r in rels)]
         if together:
             best = together[0]
             if (name, id(best)) not in self._tried:
@@ -912,8 +928,8 @@ class _Resolver:
                 reasons.append(f"architecture {pkg.arch} is not {self.native} and it is not "
                                f"Multi-Arch: foreign")
             elif rel.archqual == "any" and not _arch_ok(pkg, rel):
-                reasons.append(f":any needs Multi-Arch: allowed, it is "
-                               f"{'Multi-Arch: ' + pkg.multi_arch if pkg.multi_arch else 'not Multi-Arch'}")
+                has = f"Multi-Arch: {pkg.multi_arch}" if pkg.multi_arch else "not Multi-Arch"
+                reasons.append(f":any needs Multi-Arch: allowed, it is {has}")
             elif rel.archqual not in (None, "any") and not _arch_ok(pkg, rel):
                 reasons.append(f"architecture {pkg.arch} is not :{rel.archqual}")
         if pkg.source == "candidate" and pkg.excluded_by is None and pkg.eff_arch == self.native:
@@ -963,7 +979,7 @@ class _Resolver:
             rejected = self._rejected.get((need.needed_by, text, index))
             if rejected is not None:
                 first, _, rest = str(rejected).partition("\n")
-                lines.append(f"  {rel}: its dependencies fail: {first}")
+                lines.append(f"  {rel}: cannot be installed: {first}")
                 lines.extend("    " + line for line in rest.splitlines()
                              if not line.startswith("Fix: "))
                 continue

@@ -23,7 +23,8 @@ import tempfile
 
 from pants_sysext.formats.compression import Compression, decompressed, detect_compression
 from pants_sysext.formats.errors import BinpkgError
-from pants_sysext.formats.vdb import read_vdb, vdb_to_json
+from pants_sysext.formats.dpkg_status import read_dpkg_status
+from pants_sysext.formats.vdb import InstalledPackage, read_vdb, vdb_to_json
 
 _OS_RELEASE = ("usr/lib/os-release", "etc/os-release")
 # Where a base keeps its users and groups: Flatcar's baselayout first, then /etc.
@@ -73,6 +74,61 @@ def parse_os_release(text: str) -> dict[str, str]:
     return out
 
 
+MERGED_USR_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+_DPKG_STATUS = "var/lib/dpkg/status"
+_NO_MD5 = "0" * 32
+
+
+def canonical_path(path: str, merged_usr: bool) -> str:
+    """Where `path` really is: on a merged-usr system /bin/x is /usr/bin/x."""
+    if merged_usr:
+        top, _, rest = path.lstrip("/").partition("/")
+        if top in MERGED_USR_DIRS:
+            return f"/usr/{top}" + (f"/{rest}" if rest else "")
+    return path
+
+
+def _read_dpkg(root: str) -> tuple[list[InstalledPackage], bool]:
+    """A dpkg database as package records with CONTENTS-style file lists (from info/*.list).
+
+    dpkg does not record file types: a listed path that is the parent of another is a `dir`,
+    anything else an `obj`. On a merged-usr system (`usr-is-merged` installed) paths are given
+    at their real place under /usr, and /bin, /lib, … are recorded as the symlinks they are.
+    """
+    installed = read_dpkg_status(os.path.join(root, _DPKG_STATUS))
+    merged_usr = any(p.package == "usr-is-merged" for p in installed) or os.path.islink(
+        os.path.join(root, "bin")
+    )
+    lists: dict[str, list[str]] = {}
+    parents: set[str] = set()
+    for p in installed:
+        paths: list[str] = []
+        for name in (f"{p.package}:{p.architecture}.list", f"{p.package}.list"):
+            path = os.path.join(root, "var/lib/dpkg/info", name)
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                    paths = [canonical_path(l.rstrip("\n"), merged_usr) for l in f if l.strip() not in ("", "/.")]
+                break
+        lists[p.label] = paths
+        for path in paths:
+            parents.add(os.path.dirname(path))
+    packages = []
+    for p in installed:
+        contents = []
+        for path in sorted(set(lists[p.label])):
+            contents.append(f"dir {path}" if path in parents else f"obj {path} {_NO_MD5} 0")
+        if p.package == "usr-is-merged" or (merged_usr and p.package == "base-files"):
+            contents.extend(f"sym /{d} -> usr/{d} 0" for d in MERGED_USR_DIRS if d != "libx32")
+        values = {
+            "PACKAGE": p.package,
+            "VERSION": p.version,
+            "ARCHITECTURE": p.architecture,
+            "MULTI_ARCH": p.multi_arch,
+        }
+        packages.append(InstalledPackage(cpv=p.label, values=tuple(sorted(values.items())), contents=tuple(contents)))
+    return packages, merged_usr
+
+
 def _read_root(root: str) -> dict:
     os_release = {}
     for rel in _OS_RELEASE:
@@ -81,8 +137,14 @@ def _read_root(root: str) -> dict:
             with open(path, encoding="utf-8", errors="replace") as f:
                 os_release = parse_os_release(f.read())
             break
-    packages = read_vdb(root)
+    if os.path.isfile(os.path.join(root, _DPKG_STATUS)):
+        packages, merged_usr = _read_dpkg(root)
+        kind = "dpkg"
+    else:
+        packages, merged_usr, kind = list(read_vdb(root)), os.path.islink(os.path.join(root, "bin")), "vdb"
     return {
+        "kind": kind,
+        "merged_usr": merged_usr,
         "os_release": os_release,
         "packages": json.loads(vdb_to_json(packages)),
         "users": _read_ids(root, _PASSWD),
@@ -97,7 +159,7 @@ def _safe_member(name: str) -> str | None:
     parts = name.split("/")
     if any(p in ("", ".", "..") for p in parts):
         return None
-    if name.startswith("var/db/pkg/") or name in _OS_RELEASE + _PASSWD + _GROUP:
+    if name.startswith(("var/db/pkg/", "var/lib/dpkg/info/")) or name in _OS_RELEASE + _PASSWD + _GROUP + (_DPKG_STATUS,):
         return name
     return None
 
@@ -124,10 +186,10 @@ def _extract_tar(path: str, dest: str, tools: dict[str, str]) -> None:
 def _extract_squashfs(path: str, dest: str, unsquashfs: str) -> None:
     # Extract as plain files (no owners, no xattrs): this only reads the package database.
     cmd = [unsquashfs, "-no-xattrs", "-quiet", "-no-progress", "-d", os.path.join(dest, "x"),
-           path, "var/db/pkg", *_OS_RELEASE, *_PASSWD, *_GROUP]
+           path, "var/db/pkg", "var/lib/dpkg/status", "var/lib/dpkg/info", *_OS_RELEASE, *_PASSWD, *_GROUP]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     extracted = os.path.join(dest, "x")
-    if not os.path.isdir(os.path.join(extracted, "var/db/pkg")):
+    if not any(os.path.exists(os.path.join(extracted, p)) for p in ("var/db/pkg", _DPKG_STATUS)):
         output = proc.stdout.decode("utf-8", "replace").strip()
         raise BaseImageError(
             f"{os.path.basename(path)}: the squashfs image holds no var/db/pkg (unsquashfs exit "
@@ -155,7 +217,7 @@ def read_image(path: str, *, unsquashfs: str | None, tools: dict[str, str]) -> d
                     f"{os.path.basename(path)} is neither a squashfs image nor a readable "
                     f"tarball: {e}"
                 ) from e
-        if not os.path.isdir(os.path.join(work, "var/db/pkg")):
+        if not any(os.path.exists(os.path.join(work, p)) for p in ("var/db/pkg", _DPKG_STATUS)):
             raise BaseImageError(
                 f"{os.path.basename(path)} holds no var/db/pkg: a base image must carry "
                 f"Portage's package database."

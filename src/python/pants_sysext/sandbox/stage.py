@@ -136,6 +136,7 @@ def stage(
     etc: str = "error",
     ownership: Ownership | None = None,
     required: tuple[tuple[str, str], ...] = (),
+    merged_usr: bool = False,
 ) -> list[ManifestEntry]:
     """Merge `packages` into OUTDIR/staged.tar; see the module docstring.
 
@@ -164,6 +165,8 @@ def stage(
                         f"{entry.path!r}; the unpack step's output is corrupt"
                     )
                 entry = entry.with_package(pkg.label)
+                if merged_usr:
+                    entry = _merge_usr(entry)
                 if entry.type == FILE:
                     files[(pkg.label, entry.path)] = (index, offset, entry)
                 if _excluded(entry.path, patterns):
@@ -380,6 +383,25 @@ def stage(
     return result
 
 
+MERGED_USR_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+
+
+def _usr_path(path: str) -> str:
+    top, _, rest = path.partition("/")
+    if top in MERGED_USR_DIRS:
+        return f"usr/{top}" + (f"/{rest}" if rest else "")
+    return path
+
+
+def _merge_usr(entry: ManifestEntry) -> ManifestEntry:
+    """On a merged-usr base, /bin/x is /usr/bin/x: move it there before anything is checked."""
+    path = _usr_path(entry.path)
+    linkname = _usr_path(entry.linkname) if entry.type == HARDLINK and entry.linkname else entry.linkname
+    if (path, linkname) == (entry.path, entry.linkname):
+        return entry
+    return replace(entry, path=path, linkname=linkname)
+
+
 def _map_owner(entry: ManifestEntry, ownership: Ownership, problems: list[str]) -> ManifestEntry:
     uid, gid = entry.uid, entry.gid
     if entry.uname:
@@ -440,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
                 else None
             ),
             required=tuple((r["path"], r["why"]) for r in spec.get("required", ())),
+            merged_usr=bool(spec.get("merged_usr")),
         )
     except StageError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""Unpack one Portage binary package into a normalized image tar, a manifest and its metadata.
+"""Unpack one binary package (Portage GPKG/XPAK, or Debian `.deb`) into a normalized image
+tar, a manifest and its metadata.
 
 Runs in a Pants sandbox with the system Python (standard library only):
 
@@ -19,10 +20,12 @@ import hashlib
 import json
 import os
 import sys
-from dataclasses import replace
-from typing import BinaryIO
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import BinaryIO, Iterator, Mapping
 
 from pants_sysext.formats.binpkg import open_binpkg_image
+from pants_sysext.formats.deb import open_deb_image
 from pants_sysext.formats.errors import BinpkgError
 from pants_sysext.sandbox.manifest import FILE, ManifestEntry, open_tar_writer
 
@@ -47,6 +50,44 @@ class _HashingReader:
         self.md5.update(data)
         self.count += len(data)
         return data
+
+
+@dataclass(frozen=True)
+class PackageHeader:
+    """What the unpack step needs of a package, whatever its format."""
+
+    label: str  # a Portage CPV, or a Debian `package_version_arch`
+    format: str  # gpkg | xpak | deb
+    compression: str
+    image_member: str
+    metadata: Mapping[str, bytes]
+
+
+def is_deb(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(8) == b"!<arch>\n"
+
+
+@contextmanager
+def open_package(path: str, *, tools: Mapping[str, str]) -> Iterator[tuple[PackageHeader, Iterator]]:
+    """A Portage binpkg (GPKG/XPAK) or a Debian `.deb`, found by content."""
+    if is_deb(path):
+        with open_deb_image(path, tools=tools) as (info, entries):
+            metadata = {k: v.encode("utf-8") for k, v in info.control}
+            metadata["MAINTAINER_SCRIPTS"] = " ".join(info.maintainer_scripts).encode()
+            metadata["CONFFILES"] = "\n".join(info.conffiles).encode()
+            yield PackageHeader(
+                info.label, "deb", str(info.compression.value), info.data_member, metadata
+            ), entries
+        return
+    with open_binpkg_image(path, tools=tools) as (info, entries):
+        yield PackageHeader(
+            info.cpv,
+            info.format,
+            str(getattr(info.compression, "value", info.compression)),
+            info.image_member,
+            info.metadata,
+        ), entries
 
 
 def _check_file(path: str, *, size: int | None, sha1: str | None, md5: str | None, origin: str):
@@ -90,8 +131,8 @@ def unpack(
     os.makedirs(outdir, exist_ok=True)
     dropped_xattrs = []
     count = 0
-    with open_binpkg_image(binpkg, tools=tools) as (info, entries):
-        cpv = info.cpv
+    with open_package(binpkg, tools=tools) as (info, entries):
+        cpv = info.label
         if expect_cpv and cpv != expect_cpv:
             raise BinpkgError(
                 os.path.basename(binpkg),
@@ -155,7 +196,7 @@ def unpack(
         "cpv": cpv,
         "binpkg": os.path.basename(binpkg),
         "format": info.format,
-        "compression": str(getattr(info.compression, "value", info.compression)),
+        "compression": info.compression,
         "image_member": info.image_member,
         "entries": count,
         "dropped_xattrs": dropped_xattrs,
