@@ -68,6 +68,7 @@ class BaseImage:
     groups: tuple[tuple[str, int], ...] | None = None
     merged_usr: bool = False  # /bin, /lib, … are symlinks into /usr
     kind: str = "vdb"  # the package database: Portage's VDB, or dpkg's status
+    dpkg_status: str | None = None  # the status file of a dpkg base
 
     @property
     def lock_fingerprint(self) -> str:
@@ -207,6 +208,7 @@ async def read_base_image(
         groups=tuple(sorted(base["groups"].items())) if base.get("groups") is not None else None,
         merged_usr=bool(base.get("merged_usr")),
         kind=base.get("kind", "vdb"),
+        dpkg_status=base.get("dpkg_status"),
     )
 
 

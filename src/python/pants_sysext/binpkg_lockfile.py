@@ -41,10 +41,15 @@ class LockedBinpkg:
     why: tuple[str, ...] = ()
     # Set when the binhost's index names another location for its packages (header `URI`).
     url: str | None = None
+    # Debian packages: the control fields the resolver used (for stacking on this lock).
+    deb_control: tuple[tuple[str, str], ...] = ()
 
     def to_json_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"url": self.url}
+        if self.deb_control:
+            data["deb_control"] = dict(self.deb_control)
         return {
-            "url": self.url,
+            **data,
             "cpv": self.cpv,
             "build_id": self.build_id,
             "path": self.path,
@@ -81,6 +86,7 @@ class LockedBinpkg:
             chost=data.get("chost"),
             why=tuple(data.get("why", ())),
             url=data.get("url"),
+            deb_control=tuple(sorted((data.get("deb_control") or {}).items())),
         )
 
     def as_index_values(self) -> dict[str, str]:

@@ -34,7 +34,9 @@ from pants_sysext.binhost import binpkg_url, is_url
 from pants_sysext.binpkg_lockfile import BinpkgLockfile, LockfileError, regenerate_hint
 from pants_sysext.binpkg_types import BinpkgFile, BinpkgSet, BinpkgSetRequest
 from pants_sysext.formats.packages_index import PackagesIndexError, parse_packages_index
+from pants_sysext.debian import APT_PREFIX, apt_mirror
 from pants_sysext.resolution import LockContext, LockContextRequest
+from pants_sysext.subsystem import DebianSubsystem
 from pants_sysext.target_types import (
     BINPKG_FILE_EXTENSIONS,
     BinhostField,
@@ -133,7 +135,7 @@ async def _from_binhost(address: Address, binhost: str, cpvs: tuple[str, ...]) -
     return out
 
 
-async def _from_lockfile(address: Address) -> list[BinpkgFile]:
+async def _from_lockfile(address: Address, debian: DebianSubsystem) -> list[BinpkgFile]:
     context = await Get(LockContext, LockContextRequest(address))
     path = context.lockfile_path
     contents = await Get(
@@ -149,8 +151,14 @@ async def _from_lockfile(address: Address) -> list[BinpkgFile]:
     lock.check_inputs(context.inputs, path=path)
     binhost = lock.inputs.binhost
     out = []
-    if is_url(binhost) or any(p.url for p in lock.packages):
+    if binhost.startswith(APT_PREFIX):
+        # Debian: the lock pins archive paths; the mirror is this machine's (or the option's).
+        target = (await Get(WrappedTarget, WrappedTargetRequest(address, "a Debian binpkg_set"))).target
+        mirror = apt_mirror(target, debian)
+        urls = [binpkg_url(mirror, p.path) for p in lock.packages]
+    elif is_url(binhost) or any(p.url for p in lock.packages):
         urls = [p.url or binpkg_url(binhost, p.path) for p in lock.packages]
+    if binhost.startswith(APT_PREFIX) or is_url(binhost) or any(p.url for p in lock.packages):
         requests = [DownloadFile(url, FileDigest(p.sha256, p.size)) for url, p in zip(urls, lock.packages)]
         try:
             digests = await MultiGet(Get(Digest, DownloadFile, r) for r in requests)
@@ -221,7 +229,7 @@ async def _from_lockfile(address: Address) -> list[BinpkgFile]:
 
 
 @rule(desc="Resolve a binpkg_set")
-async def resolve_binpkg_set(request: BinpkgSetRequest) -> BinpkgSet:
+async def resolve_binpkg_set(request: BinpkgSetRequest, debian: DebianSubsystem) -> BinpkgSet:
     wrapped = await Get(
         WrappedTarget,
         WrappedTargetRequest(request.address, description_of_origin="a sysext_image's packages"),
@@ -273,7 +281,7 @@ async def resolve_binpkg_set(request: BinpkgSetRequest) -> BinpkgSet:
 
     # 3. Atoms resolved into a lockfile by `pants generate-lockfiles`.
     if target[BinpkgPackagesField].value:
-        binpkgs.extend(await _from_lockfile(request.address))
+        binpkgs.extend(await _from_lockfile(request.address, debian))
 
     # 4. CPVs from a binhost directory, located through its Packages index.
     binhost = target[BinhostField].directory()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from pants.engine.addresses import Address, AddressInput, Addresses, UnparsedAddressInputs
+from pants.engine.fs import Digest, DigestContents
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import AllTargets, Target, WrappedTarget, WrappedTargetRequest
 
@@ -21,7 +23,13 @@ from pants_sysext.binpkg_lockfile import (
 )
 from pants_sysext.binpkg_types import BinpkgSet, BinpkgSetRequest
 from pants_sysext.unpack import UnpackBinpkgRequest, UnpackedBinpkg
+from pants_sysext.debian import AptIndex, AptIndexRequest, apt_location, apt_mirror
+from pants_sysext.subsystem import DebianSubsystem
 from pants_sysext.target_types import (
+    AptArchitectureField,
+    AptComponentsField,
+    AptKeyringField,
+    AptSuiteField,
     BaseExtensionsField,
     BinhostField,
     BinpkgBaseField,
@@ -43,7 +51,8 @@ class ResolutionError(Exception):
 class StackedExtension:
     address: Address  # the sysext_image stacked upon
     cpvs: tuple[str, ...]
-    records: tuple[Any, ...] = ()  # PackageRecords (filled when resolving)
+    records: tuple[Any, ...] = ()  # Portage PackageRecords (filled when resolving)
+    deb_records: tuple[Any, ...] = ()  # Debian DebRecords
 
     @property
     def fingerprint(self) -> str:
@@ -126,6 +135,7 @@ async def stacked_packages(request: StackedPackagesRequest, all_targets: AllTarg
             raise ResolutionError(f"{ext_address} is stacked on itself through {request.binpkg_set}.")
         cpvs: list[str] = []
         records: list[Any] = []
+        deb_records: list[Any] = []
         for set_address in sets:
             set_target = (
                 await Get(WrappedTarget, WrappedTargetRequest(set_address, f"the packages of {ext_address}"))
@@ -134,7 +144,10 @@ async def stacked_packages(request: StackedPackagesRequest, all_targets: AllTarg
                 lower = await Get(ResolvedLockfile, ResolveBinpkgSetRequest(set_address))
                 for locked in lower.lockfile.packages:
                     cpvs.append(locked.cpv)
-                    records.append(_record_from_values(locked.as_index_values()))
+                    if locked.deb_control:
+                        deb_records.append(_deb_record(dict(locked.deb_control)))
+                    else:
+                        records.append(_record_from_values(locked.as_index_values()))
                 continue
             binpkg_set = await Get(BinpkgSet, BinpkgSetRequest(set_address))
             unpacked = await MultiGet(
@@ -142,13 +155,33 @@ async def stacked_packages(request: StackedPackagesRequest, all_targets: AllTarg
             )
             for p in unpacked:
                 cpvs.append(p.cpv)
-                records.append(
-                    _record_from_values({k: v.strip() for k, v in p.metadata.items()} | {"CPV": p.cpv})
-                )
+                if p.info.get("format") == "deb":
+                    deb_records.append(_deb_record(dict(p.metadata)))
+                else:
+                    records.append(
+                        _record_from_values({k: v.strip() for k, v in p.metadata.items()} | {"CPV": p.cpv})
+                    )
         extensions.append(
-            StackedExtension(address=ext_address, cpvs=tuple(sorted(cpvs)), records=tuple(records))
+            StackedExtension(
+                address=ext_address,
+                cpvs=tuple(sorted(cpvs)),
+                records=tuple(records),
+                deb_records=tuple(deb_records),
+            )
         )
     return StackedPackages(tuple(extensions))
+
+
+_DEB_RECORD_FIELDS = (
+    "Package", "Version", "Architecture", "Depends", "Pre-Depends", "Provides", "Conflicts",
+    "Breaks", "Multi-Arch", "Essential",
+)
+
+
+def _deb_record(control: dict[str, str]) -> Any:
+    from pants_sysext.resolve.debian_resolver import DebRecord
+
+    return DebRecord.from_mapping({k: control[k] for k in _DEB_RECORD_FIELDS if k in control})
 
 
 def _record_from_values(values: dict[str, str]) -> Any:
@@ -200,7 +233,9 @@ async def lock_context(request: LockContextRequest) -> LockContext:
         StackedPackages, StackedPackagesRequest(request.address, request.for_generation)
     )
     inputs = LockInputs(
-        binhost=target[BinhostField].location() or "",
+        binhost=(
+            apt_location(target) if target[AptSuiteField].value else target[BinhostField].location() or ""
+        ),
         requested=tuple(target[BinpkgPackagesField].value or ()),
         exclude=tuple(target[BinpkgExcludeField].value or ()),
         base=base.lock_fingerprint if base else None,
@@ -216,12 +251,104 @@ async def lock_context(request: LockContextRequest) -> LockContext:
     )
 
 
+async def _resolve_debian(
+    request: ResolveBinpkgSetRequest, context: LockContext, debian: DebianSubsystem
+) -> ResolvedLockfile:
+    from pants_sysext.resolve.debian_resolver import (
+        DebResolveError,
+        parse_dpkg_status,
+        parse_packages_file,
+        resolve,
+    )
+
+    target = (await Get(WrappedTarget, WrappedTargetRequest(request.address, "a Debian resolve"))).target
+    if context.base is not None and context.base.kind != "dpkg":
+        raise ResolutionError(
+            f"{request.address} takes Debian packages (`apt_suite`), but its base "
+            f"{context.base.address} has no dpkg status: use a Debian base."
+        )
+    arch = target[AptArchitectureField].value or "amd64"
+    index = await Get(
+        AptIndex,
+        AptIndexRequest(
+            description=str(request.address),
+            mirror=apt_mirror(target, debian),
+            suite=target[AptSuiteField].value or "",
+            components=tuple(target[AptComponentsField].value or ("main",)),
+            architecture=arch,
+            keyring=target[AptKeyringField].value or "",
+        ),
+    )
+    candidates = []
+    for content in await Get(DigestContents, Digest, index.digest):
+        if os.path.basename(content.path).startswith("Packages-"):
+            candidates.extend(parse_packages_file(content.content))
+    installed = (
+        parse_dpkg_status(context.base.dpkg_status) if context.base and context.base.dpkg_status else ()
+    )
+    stacked = {str(e.address): e.deb_records for e in context.stacked.extensions}
+    try:
+        resolution = resolve(
+            context.inputs.requested,
+            candidates,
+            installed=installed,
+            stacked=stacked,
+            architecture=arch,
+            exclude=context.inputs.exclude,
+        )
+    except DebResolveError as e:
+        raise ResolutionError(f"{request.address} (resolve `{context.resolve}`): {e}") from e
+    locked = []
+    for resolved in resolution.packages:
+        record = resolved.record
+        extra = dict(record.extra)
+        control = {
+            "Package": record.package,
+            "Version": record.version,
+            "Architecture": record.architecture,
+            **{k: v for k, v in (
+                ("Depends", record.depends), ("Pre-Depends", record.pre_depends),
+                ("Provides", record.provides), ("Conflicts", record.conflicts),
+                ("Breaks", record.breaks), ("Multi-Arch", record.multi_arch),
+            ) if v},
+        }
+        if record.essential:
+            control["Essential"] = "yes"
+        locked.append(
+            LockedBinpkg(
+                cpv=f"{record.package}_{record.version}_{record.architecture}",
+                path=extra["Filename"],
+                size=int(extra["Size"]),
+                sha256=extra["SHA256"],
+                md5=extra.get("MD5sum"),
+                slot="",
+                rdepend=record.depends,
+                why=tuple(resolved.why),
+                deb_control=tuple(sorted(control.items())),
+            )
+        )
+    satisfied = tuple(
+        Satisfied(atom=s.relation, by=s.by, source=s.source, needed_by=s.needed_by)
+        for s in resolution.satisfied
+    )
+    return ResolvedLockfile(
+        context,
+        BinpkgLockfile(
+            resolve=context.resolve, inputs=context.inputs, packages=tuple(locked), satisfied=satisfied
+        ),
+    )
+
+
 @rule(desc="Resolve a binpkg_set against its binhost and base")
-async def resolve_binpkg_set_lock(request: ResolveBinpkgSetRequest) -> ResolvedLockfile:
+async def resolve_binpkg_set_lock(
+    request: ResolveBinpkgSetRequest, debian: DebianSubsystem
+) -> ResolvedLockfile:
     from pants_sysext.extension_release import architecture_from_chost
     from pants_sysext.resolve.portage_resolver import PackageRecord, ResolveError, resolve
 
     context = await Get(LockContext, LockContextRequest(request.address, for_generation=True))
+    if context.inputs.binhost.startswith("apt:"):
+        return await _resolve_debian(request, context, debian)
     binhost = await Get(
         BinhostIndex,
         BinhostIndexRequest(context.inputs.binhost, f"the `binhost` of {request.address}"),

@@ -17,6 +17,7 @@ from pants.engine.rules import Get, collect_rules, rule
 _MODULES = (
     "__init__.py",
     "formats/__init__.py",
+    "formats/apt_archive.py",
     "formats/binpkg.py",
     "formats/compression.py",
     "formats/deb.py",

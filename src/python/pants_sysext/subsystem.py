@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pants.option.option_types import IntOption, StrListOption
+from pants.option.option_types import IntOption, StrListOption, StrOption
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import help_text
 
@@ -44,4 +44,21 @@ class SysextSubsystem(Subsystem):
             """
         ),
         advanced=True,
+    )
+
+
+class DebianSubsystem(Subsystem):
+    options_scope = "debian"
+    help = "Options for Debian packages taken from apt archives (`binpkg_set(apt_suite=…)`)."
+
+    mirror = StrOption(
+        default=None,
+        help=help_text(
+            """
+            The apt archive to download from, e.g. a team's mirror. Unset: the first `deb`
+            source of the machine's apt configuration (`/etc/apt/sources.list` and
+            `sources.list.d/*.list|*.sources`) serving the suite. Lockfiles pin archive paths
+            and sha256, never the mirror, so any mirror of the archive gives the same image.
+            """
+        ),
     )

@@ -23,6 +23,7 @@ _TOOLS = {
     "unsquashfs": ("squashfs-tools", ("-help",)),  # -version exits 1; -help names the release
     "zstd": ("zstd", ("--version",)),
     "lz4": ("lz4", ("--version",)),
+    "gpgv": ("gpgv", ("--version",)),
 }
 
 
@@ -34,6 +35,7 @@ class SysextTools:
     unsquashfs: BinaryPath
     zstd: BinaryPath
     lz4: BinaryPath
+    gpgv: BinaryPath
 
     @property
     def decompressors(self) -> tuple[str, ...]:

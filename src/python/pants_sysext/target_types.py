@@ -131,18 +131,6 @@ class CpvsField(StringSequenceField):
         return value
 
 
-def _validate_atoms(alias: str, address: Address, atoms: Iterable[str]) -> None:
-    from pants_sysext.atoms import atom_problem
-
-    for atom in atoms:
-        problem = atom_problem(atom)
-        if problem:
-            raise InvalidFieldException(
-                f"The {alias!r} field in target {address} has {atom!r}, which is not a valid "
-                f"Portage atom: {problem}"
-            )
-
-
 class BinpkgPackagesField(StringSequenceField):
     alias = "packages"
     help = help_text(
@@ -158,9 +146,8 @@ class BinpkgPackagesField(StringSequenceField):
     def compute_value(
         cls, raw_value: Optional[Iterable[str]], address: Address
     ) -> Optional[tuple[str, ...]]:
-        value = super().compute_value(raw_value, address)
-        _validate_atoms(cls.alias, address, value or ())
-        return value
+        # Atoms (Portage) or package names (Debian, with `apt_suite`): checked when resolved.
+        return super().compute_value(raw_value, address)
 
 
 class BinpkgExcludeField(StringSequenceField):
@@ -178,9 +165,7 @@ class BinpkgExcludeField(StringSequenceField):
     def compute_value(
         cls, raw_value: Optional[Iterable[str]], address: Address
     ) -> Optional[tuple[str, ...]]:
-        value = super().compute_value(raw_value, address)
-        _validate_atoms(cls.alias, address, value or ())
-        return value
+        return super().compute_value(raw_value, address)
 
 
 class BinpkgBaseField(StringField):
@@ -220,6 +205,53 @@ class LockfileField(StringField):
         return os.path.normpath(os.path.join(address.spec_path, self.value or f"{resolve}.lock.json"))
 
 
+class AptSuiteField(StringField):
+    alias = "apt_suite"
+    help = help_text(
+        """
+        Take Debian packages from an apt archive's suite (e.g. `bookworm`) instead of a Portage
+        binhost: `packages` are then Debian package names (optionally `name (>= 1.2)`),
+        resolved against the `base`'s dpkg status into a lockfile. The archive's `InRelease` is
+        verified with `gpgv` against `apt_keyring`, and every `Packages` index against it. The
+        mirror is `apt_mirror`, else `[debian].mirror`, else the machine's own apt sources; it
+        is not written into the lockfile (which pins archive paths, sizes and sha256).
+        """
+    )
+
+
+class AptComponentsField(StringSequenceField):
+    alias = "apt_components"
+    default = ("main",)
+    help = "The archive components to take packages from (with `apt_suite`)."
+
+
+class AptArchitectureField(StringField):
+    alias = "apt_architecture"
+    default = "amd64"
+    help = "The Debian architecture of the packages (with `apt_suite`); `all` packages come too."
+
+
+class AptKeyringField(StringField):
+    alias = "apt_keyring"
+    default = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    help = help_text(
+        """
+        The keyring `InRelease` must be signed with (with `apt_suite`): a path on the machine
+        (default: Debian's archive keyring), or, starting with `//`, a file in the repository.
+        """
+    )
+
+
+class AptMirrorField(StringField):
+    alias = "apt_mirror"
+    help = help_text(
+        """
+        The apt archive's base URL (with `apt_suite`). Unset: `[debian].mirror`, else the first
+        `deb` source of the machine's apt configuration that serves `apt_suite`.
+        """
+    )
+
+
 class BinpkgSetTarget(Target):
     alias = "binpkg_set"
     core_fields = (
@@ -233,10 +265,16 @@ class BinpkgSetTarget(Target):
         BinpkgBaseField,
         ResolveField,
         LockfileField,
+        AptSuiteField,
+        AptComponentsField,
+        AptArchitectureField,
+        AptKeyringField,
+        AptMirrorField,
     )
     help = help_text(
         """
-        A set of Portage binary packages (GPKG or XPAK) to install into a system extension.
+        A set of binary packages (Portage GPKG/XPAK, or Debian `.deb` from files or an apt
+        archive with `apt_suite`) (GPKG or XPAK) to install into a system extension.
 
         Either resolved: `packages` (atoms) + `binhost` + `base`, pinned in a lockfile by
         `pants generate-lockfiles`; or pinned by hand: files (`sources`, or `file` targets in
@@ -253,6 +291,17 @@ class BinpkgSetTarget(Target):
                 f"The target {self.address} sets both `cpvs` and `packages`: use `packages` "
                 f"(resolved into a lockfile) or `cpvs` (pinned by hand), not both."
             )
+        if self[AptSuiteField].value:
+            if binhost or cpvs:
+                raise InvalidFieldException(
+                    f"The target {self.address} sets `apt_suite` (Debian packages from an apt "
+                    f"archive) and also `binhost`/`cpvs` (Portage): use one source."
+                )
+            if not packages:
+                raise InvalidFieldException(
+                    f"The target {self.address} sets `apt_suite` but lists no `packages`."
+                )
+            return
         if (cpvs or packages) and not binhost:
             field = "cpvs" if cpvs else "packages"
             raise InvalidFieldException(

@@ -414,11 +414,17 @@ async def build_sysext_tree(
         for p in packages
         if p.info.get("format") == "deb" and p.text("MAINTAINER_SCRIPTS")
     ]
-    for label, scripts in scripted:
+    scripts_that_matter = [
+        (label, [x for x in scripts.split() if x != "triggers"]) for label, scripts in scripted
+    ]
+    scripts_that_matter = [(label, xs) for label, xs in scripts_that_matter if xs]
+    if scripts_that_matter:
+        listed = "; ".join(f"{label} ({', '.join(xs)})" for label, xs in scripts_that_matter)
         warnings.append(
-            f"{field_set.address}: {label} has maintainer scripts ({scripts.replace(' ', ', ')}) "
-            f"that do not run in an extension; provide what they set up (users through "
-            f"`usr/lib/sysusers.d/`, directories through `usr/lib/tmpfiles.d/`) with `add_files`."
+            f"{field_set.address}: maintainer scripts do not run in an extension: {listed}. "
+            f"Provide what they set up with `add_files` (users and groups through "
+            f"usr/lib/sysusers.d/, directories through usr/lib/tmpfiles.d/); the list is in "
+            f"{name}_maintainer_scripts.txt."
         )
     maintainer_report = "".join(f"{label}: {scripts}\n" for label, scripts in scripted)
 

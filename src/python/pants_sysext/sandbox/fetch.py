@@ -101,6 +101,59 @@ def hash_binpkgs(binhost: str, spec: list[dict]) -> dict[str, dict]:
     return out
 
 
+def fetch_apt(mirror: str, suite: str, components: list[str], arch: str, keyring: str, gpgv: str, outdir: str) -> dict:
+    """InRelease (verified with gpgv), then each component's Packages index (checked against
+    it), decompressed into OUTDIR/Packages-COMPONENT."""
+    import tempfile
+
+    from pants_sysext.formats.apt_archive import (
+        AptArchiveError,
+        check_index,
+        parse_release,
+        verify_inrelease,
+    )
+    from pants_sysext.formats.compression import Compression, decompressed, detect_compression
+
+    os.makedirs(outdir, exist_ok=True)
+    base = f"{mirror.rstrip('/')}/dists/{suite}"
+    work = tempfile.mkdtemp(prefix="apt-", dir=".")
+    inrelease = os.path.join(work, "InRelease")
+    try:
+        with _open(f"{base}/InRelease") as src, open(inrelease, "wb") as dst:
+            shutil.copyfileobj(src, dst, _CHUNK)
+    except (OSError, urllib.error.URLError) as e:
+        raise FetchError(f"cannot fetch {base}/InRelease: {e}. Check the mirror and suite.")
+    try:
+        body = verify_inrelease(inrelease, [keyring], gpgv=gpgv)
+        release = parse_release(body, source=f"{base}/InRelease")
+        out = {"suite": suite, "date": getattr(release, "date", None), "indexes": {}}
+        for component in components:
+            relpath = None
+            for name in ("Packages.xz", "Packages.gz", "Packages"):
+                candidate = f"{component}/binary-{arch}/{name}"
+                if release.file(candidate) is not None:
+                    relpath = candidate
+                    break
+            if relpath is None:
+                raise FetchError(f"{base}/InRelease lists no Packages index for {component}/binary-{arch}")
+            local = os.path.join(work, relpath.replace("/", "_"))
+            with _open(f"{base}/{relpath}") as src, open(local, "wb") as dst:
+                shutil.copyfileobj(src, dst, _CHUNK)
+            check_index(release, relpath, local)
+            target = os.path.join(outdir, f"Packages-{component}")
+            with open(local, "rb") as raw, open(target, "wb") as dst:
+                compression = detect_compression(raw.read(512)) or Compression.NONE
+                raw.seek(0)
+                with decompressed(raw, compression, binpkg=relpath, member=compression.value) as src:
+                    shutil.copyfileobj(src, dst, _CHUNK)
+            out["indexes"][component] = relpath
+        return out
+    except AptArchiveError as e:
+        raise FetchError(str(e))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
@@ -114,8 +167,18 @@ def main(argv: list[str] | None = None) -> int:
             with open(args[3], "w", encoding="utf-8") as f:
                 json.dump(result, f, indent=1, sort_keys=True)
             print(f"hashed {len(result)} binary packages from {args[1]}")
+        elif args[:1] == ["apt"] and len(args) == 8:
+            _, mirror, suite, components, arch, keyring, gpgv, outdir = args
+            result = fetch_apt(mirror, suite, components.split(","), arch, keyring, gpgv, outdir)
+            with open(os.path.join(outdir, "release.json"), "w", encoding="utf-8") as f:
+                json.dump(result, f, indent=1, sort_keys=True)
+            print(f"verified {mirror}/dists/{suite}/InRelease and {len(result['indexes'])} Packages indexes")
         else:
-            print("usage: fetch index BINHOST OUT | fetch hash BINHOST SPEC OUT", file=sys.stderr)
+            print(
+                "usage: fetch index BINHOST OUT | fetch hash BINHOST SPEC OUT | "
+                "fetch apt MIRROR SUITE COMPONENTS ARCH KEYRING GPGV OUTDIR",
+                file=sys.stderr,
+            )
             return 64
     except FetchError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -137,14 +137,18 @@ def _read_root(root: str) -> dict:
             with open(path, encoding="utf-8", errors="replace") as f:
                 os_release = parse_os_release(f.read())
             break
+    dpkg_status = None
     if os.path.isfile(os.path.join(root, _DPKG_STATUS)):
         packages, merged_usr = _read_dpkg(root)
         kind = "dpkg"
+        with open(os.path.join(root, _DPKG_STATUS), encoding="utf-8", errors="replace") as f:
+            dpkg_status = f.read()
     else:
         packages, merged_usr, kind = list(read_vdb(root)), os.path.islink(os.path.join(root, "bin")), "vdb"
     return {
         "kind": kind,
         "merged_usr": merged_usr,
+        "dpkg_status": dpkg_status,
         "os_release": os_release,
         "packages": json.loads(vdb_to_json(packages)),
         "users": _read_ids(root, _PASSWD),
