@@ -65,8 +65,8 @@ def test_debian_ppp_relocates_etc_maps_dip_and_reports_maintainer_scripts(built)
     assert "d /etc/ppp/peers 2750 0 30 -" in conf
     assert "C /etc/ppp/options - - - - /usr/share/ppp-debian/etc/ppp/options" in conf
     assert (
-        "ppp_2.4.9-1+1.1+b1_amd64 has maintainer scripts (preinst, postinst, prerm, postrm) that "
-        "do not run in an extension" in output
+        "maintainer scripts do not run in an extension: ppp_2.4.9-1+1.1+b1_amd64 (preinst, "
+        "postinst, prerm, postrm)" in output
     )
 
 
