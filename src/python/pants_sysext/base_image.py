@@ -8,8 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from pants.core.target_types import FileSourceField
-from pants.engine.addresses import Address, AddressInput
+from pants.engine.addresses import Address
 from pants.engine.fs import (
     Digest,
     DigestContents,
@@ -20,15 +19,11 @@ from pants.engine.fs import (
 )
 from pants.engine.process import FallibleProcessResult, Process
 from pants.engine.rules import Get, collect_rules, rule
-from pants.engine.target import (
-    HydratedSources,
-    HydrateSourcesRequest,
-    WrappedTarget,
-    WrappedTargetRequest,
-)
+from pants.engine.target import WrappedTarget, WrappedTargetRequest
 from pants.util.logging import LogLevel
 
 from pants_sysext.extension_release import architecture_from_chost
+from pants_sysext.field_targets import FieldAddressRequest, FileFieldRequest, FileFieldSource
 from pants_sysext.process_util import raise_for_failure
 from pants_sysext.sandbox_code import SandboxCode
 from pants_sysext.system_tools import SysextTools
@@ -135,37 +130,18 @@ async def read_base_image(
         input_digest = snapshot.digest
         what = root
     else:
-        image_address = await Get(
-            Address,
-            AddressInput,
-            AddressInput.parse(
-                target[BaseImageField].value or "",
-                relative_to=request.address.spec_path,
-                description_of_origin=f"the `image` field of {request.address}",
+        image = await Get(
+            FileFieldSource,
+            FileFieldRequest(
+                FieldAddressRequest(target[BaseImageField].value or "", request.address, "image"),
+                holding="the base image",
             ),
         )
-        image_target = (
-            await Get(
-                WrappedTarget,
-                WrappedTargetRequest(image_address, f"the `image` field of {request.address}"),
-            )
-        ).target
-        if not image_target.has_field(FileSourceField):
-            raise SysextBaseError(
-                f"{request.address}: `image` must name a `file` target, got the "
-                f"`{image_target.alias}` target {image_address}."
-            )
-        hydrated = await Get(
-            HydratedSources,
-            HydrateSourcesRequest(
-                image_target[FileSourceField], for_sources_types=(FileSourceField,), enable_codegen=True
-            ),
-        )
-        (path,) = hydrated.snapshot.files
+        path = image.path
         argv_tail = [
             "image", path, "base.json", "--unsquashfs", tools.unsquashfs.path, *tools.decompressors
         ]
-        input_digest = hydrated.snapshot.digest
+        input_digest = image.digest
         what = os.path.basename(path)
 
     result = await Get(
@@ -210,6 +186,21 @@ async def read_base_image(
         kind=base.get("kind", "vdb"),
         dpkg_status=base.get("dpkg_status"),
     )
+
+
+@dataclass(frozen=True)
+class BaseFieldRequest:
+    """The `sysext_base` named by the `base` field of `owner`."""
+
+    value: str
+    owner: Address
+
+
+@rule
+async def base_from_field(request: BaseFieldRequest) -> BaseImage:
+    field = FieldAddressRequest(request.value, request.owner, "base")
+    address = await Get(Address, FieldAddressRequest, field)
+    return await Get(BaseImage, BaseImageRequest(address, field.description_of_origin))
 
 
 def rules():

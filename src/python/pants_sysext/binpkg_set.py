@@ -58,18 +58,31 @@ def _is_binpkg_name(path: str) -> bool:
     return path.endswith(BINPKG_FILE_EXTENSIONS)
 
 
-async def _binpkg_from_path(path: str, snapshot_digest: Digest, origin: str) -> BinpkgFile:
-    subset = await Get(Digest, DigestSubset(snapshot_digest, PathGlobs([path])))
-    return BinpkgFile(
-        filename=os.path.basename(path), digest=await _reroot(subset, path), origin=origin
+async def _file_digests(snapshot_digest: Digest, paths: list[str]) -> tuple[Digest, ...]:
+    """One Digest per file of `snapshot_digest`, each holding the file at its base name: the
+    unpack step's cache key must not depend on where the file lives in the repository."""
+    subsets = await MultiGet(
+        Get(Digest, DigestSubset(snapshot_digest, PathGlobs([path]))) for path in paths
     )
+    rerooted = await MultiGet(
+        Get(Digest, RemovePrefix(d, os.path.dirname(p)))
+        for d, p in zip(subsets, paths)
+        if os.path.dirname(p)
+    )
+    moved = iter(rerooted)
+    return tuple(next(moved) if os.path.dirname(p) else d for d, p in zip(subsets, paths))
 
 
-async def _reroot(digest: Digest, path: str) -> Digest:
-    """Put the file at its base name: the unpack step's cache key must not depend on where the
-    file lives in the repository."""
-    dirname = os.path.dirname(path)
-    return await Get(Digest, RemovePrefix(digest, dirname)) if dirname else digest
+async def _binpkgs_from_paths(
+    paths: list[str], snapshot_digest: Digest, origin: str | None = None
+) -> list[BinpkgFile]:
+    """Binary package files of a snapshot; `origin` names where they come from (default: each
+    file's own path)."""
+    digests = await _file_digests(snapshot_digest, paths)
+    return [
+        BinpkgFile(filename=os.path.basename(p), digest=d, origin=origin or p)
+        for p, d in zip(paths, digests)
+    ]
 
 
 
@@ -115,10 +128,7 @@ async def _from_binhost(address: Address, binhost: str, cpvs: tuple[str, ...]) -
             description_of_origin=f"the Packages index of the binhost of {address}",
         ),
     )
-    files = await MultiGet(
-        Get(Digest, DigestSubset(snapshot.digest, PathGlobs([path]))) for path in paths
-    )
-    rerooted = await MultiGet(Get(Digest, RemovePrefix(d, os.path.dirname(p))) for d, p in zip(files, paths))
+    rerooted = await _file_digests(snapshot.digest, paths)
     out = []
     for entry, path, digest in zip(chosen, paths, rerooted):
         out.append(
@@ -212,10 +222,7 @@ async def _from_lockfile(address: Address, debian: DebianSubsystem) -> list[Binp
             + "\n".join(f"  {x}" for x in problems)
             + f"\n{regenerate_hint(context.resolve)}"
         )
-    digests = await MultiGet(
-        Get(Digest, DigestSubset(snapshot.digest, PathGlobs([f]))) for f in files
-    )
-    rerooted = await MultiGet(Get(Digest, RemovePrefix(d, os.path.dirname(f))) for d, f in zip(digests, files))
+    rerooted = await _file_digests(snapshot.digest, files)
     for p, file, digest in zip(lock.packages, files, rerooted):
         out.append(
             BinpkgFile(
@@ -250,7 +257,9 @@ async def resolve_binpkg_set(request: BinpkgSetRequest, debian: DebianSubsystem)
                 f"{request.address}: `sources` holds {path}, which is not a binary package "
                 f"(expected {', '.join(BINPKG_FILE_EXTENSIONS)})."
             )
-        binpkgs.append(await _binpkg_from_path(path, sources.snapshot.digest, origin=path))
+    binpkgs.extend(
+        await _binpkgs_from_paths(list(sources.snapshot.files), sources.snapshot.digest)
+    )
 
     # 2. `file` targets (e.g. with `http_source`), fetched and verified by Pants.
     deps = await Get(Targets, DependenciesRequest(target[BinpkgDependenciesField]))
@@ -275,9 +284,11 @@ async def resolve_binpkg_set(request: BinpkgSetRequest, debian: DebianSubsystem)
                     f"{request.address}: dependency {dep.address} provides {path}, which is "
                     f"not a binary package (expected {', '.join(BINPKG_FILE_EXTENSIONS)})."
                 )
-            binpkgs.append(
-                await _binpkg_from_path(path, hydrated.snapshot.digest, origin=str(dep.address))
+        binpkgs.extend(
+            await _binpkgs_from_paths(
+                list(hydrated.snapshot.files), hydrated.snapshot.digest, origin=str(dep.address)
             )
+        )
 
     # 3. Atoms resolved into a lockfile by `pants generate-lockfiles`.
     if target[BinpkgPackagesField].value:

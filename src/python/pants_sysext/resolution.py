@@ -7,12 +7,12 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from pants.engine.addresses import Address, AddressInput, Addresses, UnparsedAddressInputs
+from pants.engine.addresses import Address, Addresses, UnparsedAddressInputs
 from pants.engine.fs import Digest, DigestContents
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import AllTargets, Target, WrappedTarget, WrappedTargetRequest
 
-from pants_sysext.base_image import BaseImage, BaseImageRequest
+from pants_sysext.base_image import BaseFieldRequest, BaseImage
 from pants_sysext.binhost import BinhostIndex, BinhostIndexRequest, BinpkgHashes, BinpkgHashesRequest
 from pants_sysext.binpkg_lockfile import (
     BinpkgLockfile,
@@ -217,18 +217,7 @@ async def lock_context(request: LockContextRequest) -> LockContext:
     base = None
     base_spec = target[BinpkgBaseField].value
     if base_spec:
-        base_address = await Get(
-            Address,
-            AddressInput,
-            AddressInput.parse(
-                base_spec,
-                relative_to=request.address.spec_path,
-                description_of_origin=f"the `base` field of {request.address}",
-            ),
-        )
-        base = await Get(
-            BaseImage, BaseImageRequest(base_address, f"the `base` field of {request.address}")
-        )
+        base = await Get(BaseImage, BaseFieldRequest(base_spec, request.address))
     stacked = await Get(
         StackedPackages, StackedPackagesRequest(request.address, request.for_generation)
     )

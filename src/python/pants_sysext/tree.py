@@ -11,9 +11,8 @@ import os
 from dataclasses import dataclass
 
 from pants.core.goals.package import PackageFieldSet
-from pants.core.target_types import FileSourceField
 from pants.core.util_rules.system_binaries import BashBinary
-from pants.engine.addresses import Address, AddressInput, Addresses, UnparsedAddressInputs
+from pants.engine.addresses import Addresses, UnparsedAddressInputs
 from pants.engine.fs import (
     AddPrefix,
     CreateDigest,
@@ -29,16 +28,11 @@ from pants.engine.fs import (
 )
 from pants.engine.process import FallibleProcessResult, Process
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
-from pants.engine.target import (
-    HydratedSources,
-    HydrateSourcesRequest,
-    InvalidFieldException,
-    WrappedTarget,
-    WrappedTargetRequest,
-)
+from pants.engine.target import InvalidFieldException
 from pants.util.logging import LogLevel
 
-from pants_sysext.base_image import BaseImage, BaseImageRequest
+from pants_sysext.base_image import BaseFieldRequest, BaseImage
+from pants_sysext.field_targets import FieldAddressRequest, FileFieldRequest, FileFieldSource
 from pants_sysext.binpkg_types import BinpkgSet, BinpkgSetRequest
 from pants_sysext.extension_release import (
     ExtensionRelease,
@@ -235,16 +229,7 @@ class SysextTree:
 async def _base(field_set: SysextImageFieldSet) -> BaseImage | None:
     if not field_set.base.value:
         return None
-    base_address = await Get(
-        Address,
-        AddressInput,
-        AddressInput.parse(
-            field_set.base.value,
-            relative_to=field_set.address.spec_path,
-            description_of_origin=f"the `base` field of {field_set.address}",
-        ),
-    )
-    return await Get(BaseImage, BaseImageRequest(base_address, f"the `base` field of {field_set.address}"))
+    return await Get(BaseImage, BaseFieldRequest(field_set.base.value, field_set.address))
 
 
 async def _add_files(field_set: SysextImageFieldSet) -> list[GeneratedFile]:
@@ -282,28 +267,14 @@ async def _mangle(
     bash: BashBinary,
     mtime: int,
 ) -> StagedTree:
-    script_address = await Get(
-        Address,
-        AddressInput,
-        AddressInput.parse(
-            field_set.mangle.value or "",
-            relative_to=field_set.address.spec_path,
-            description_of_origin=f"the `mangle` field of {field_set.address}",
+    script = await Get(
+        FileFieldSource,
+        FileFieldRequest(
+            FieldAddressRequest(field_set.mangle.value or "", field_set.address, "mangle"),
+            holding="a bash script",
         ),
     )
-    script_target = (
-        await Get(WrappedTarget, WrappedTargetRequest(script_address, f"the `mangle` field of {field_set.address}"))
-    ).target
-    if not script_target.has_field(FileSourceField):
-        raise SysextBuildError(
-            f"{field_set.address}: `mangle` must name a `file` target holding a bash script, "
-            f"got the `{script_target.alias}` target {script_address}."
-        )
-    script = await Get(
-        HydratedSources,
-        HydrateSourcesRequest(script_target[FileSourceField], for_sources_types=(FileSourceField,), enable_codegen=True),
-    )
-    (script_path,) = script.snapshot.files
+    script_path = script.path
     result = await Get(
         FallibleProcessResult,
         Process(
@@ -320,7 +291,7 @@ async def _mangle(
             input_digest=await Get(
                 Digest,
                 MergeDigests(
-                    [code.digest, script.snapshot.digest, await Get(Digest, AddPrefix(staged.digest, "staged"))]
+                    [code.digest, script.digest, await Get(Digest, AddPrefix(staged.digest, "staged"))]
                 ),
             ),
             output_directories=["out"],
