@@ -30,10 +30,9 @@ from pants.engine.target import (
 )
 from pants.util.strutil import softwrap
 
-from pants_sysext.binhost import binpkg_url, is_url
+from pants_sysext.binhost import BinhostIndex, BinhostIndexRequest, binpkg_url, is_url
 from pants_sysext.binpkg_lockfile import BinpkgLockfile, LockfileError, regenerate_hint
 from pants_sysext.binpkg_types import BinpkgFile, BinpkgSet, BinpkgSetRequest
-from pants_sysext.formats.packages_index import PackagesIndexError, parse_packages_index
 from pants_sysext.debian import APT_PREFIX, apt_mirror
 from pants_sysext.resolution import LockContext, LockContextRequest
 from pants_sysext.subsystem import DebianSubsystem
@@ -89,18 +88,9 @@ async def _binpkgs_from_paths(
 
 async def _from_binhost(address: Address, binhost: str, cpvs: tuple[str, ...]) -> list[BinpkgFile]:
     index_path = os.path.join(binhost, "Packages")
-    contents = await Get(
-        DigestContents,
-        PathGlobs(
-            [index_path],
-            glob_match_error_behavior=GlobMatchErrorBehavior.error,
-            description_of_origin=f"the `binhost` of {address}",
-        ),
-    )
-    try:
-        index = parse_packages_index(contents[0].content, source=index_path)
-    except PackagesIndexError as e:
-        raise BinpkgSetError(f"{address}: {e}") from e
+    index = (
+        await Get(BinhostIndex, BinhostIndexRequest(binhost, f"the `binhost` of {address}"))
+    ).index
 
     chosen = []
     problems = []
